@@ -1,0 +1,38 @@
+"""Test settings: offline always, the course data from ../shared/data when it is there."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Tests never touch the network.
+os.environ["LLM_COURSE_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+_shared = ROOT.parent / "shared" / "data"
+if not os.environ.get("LLM_COURSE_DATA") and (_shared / "README.md").exists():
+    os.environ["LLM_COURSE_DATA"] = str(_shared)
+
+import torch  # noqa: E402  (after the environment is set)
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The course data folder; tests that need real files skip with a reason when it is absent."""
+    from reference_impl.download import cache_dir
+
+    path = cache_dir()
+    if not (path / "the-verdict.txt").exists():
+        pytest.skip(f"course data not found in {path}: set LLM_COURSE_DATA to a folder holding it")
+    return path
+
+
+@pytest.fixture
+def verdict_text(data_dir) -> str:
+    from reference_impl.download import read_text
+
+    return read_text("the-verdict.txt")
