@@ -24,8 +24,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+# pytest runs the unit tests under tests/ and executes every notebook under book/ with
+# nbval, comparing each stored output (volatile ones are sanitised, see book/nbval_sanitize.cfg).
 test: $(STAMP)
-	$(BIN)/python -m pytest tests book solutions
+	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 \
+		--nbval-sanitize-with book/nbval_sanitize.cfg tests book
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build --warningiserror --keep-going .

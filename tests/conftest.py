@@ -36,3 +36,7 @@ def verdict_text(data_dir) -> str:
     from reference_impl.download import read_text
 
     return read_text("the-verdict.txt")
+
+
+# Notebooks inside tests/ are fixtures (e.g. submissions to grade), not notebooks to run.
+collect_ignore_glob = ["**/*.ipynb"]
