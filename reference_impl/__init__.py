@@ -8,6 +8,8 @@ Modules by concept:
 * ``attention`` -- self-attention, step by step, and the fused form the model uses
 * ``model``     -- ``GPTConfig`` and ``GPTModel``
 * ``generate``  -- greedy and sampled decoding, with a KV cache
+* ``train``     -- the pretraining loop (chapter 5 + appendix D), loss plots, checkpoints
+* ``distributed`` -- the same loop on several processes with DDP (``torchrun -m reference_impl.distributed``)
 """
 
 from .model import GPTConfig, GPTModel

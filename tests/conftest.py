@@ -17,7 +17,8 @@ if not os.environ.get("LLM_COURSE_DATA") and (_shared / "README.md").exists():
 
 import torch  # noqa: E402  (after the environment is set)
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tests use tiny models, for which one thread is fastest (no thread start-up per operation).
+torch.set_num_threads(1)
 
 
 @pytest.fixture

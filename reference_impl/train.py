@@ -1,0 +1,479 @@
+"""Pretraining: the loss, the training loop, its plots and checkpoints (chapter 5 + appendix D).
+
+The pieces, in the book's order:
+
+* ``calc_loss_batch`` / ``calc_loss_loader`` -- cross-entropy of the next-token predictions,
+  for one batch and averaged over a data loader; ``perplexity`` turns a loss into the
+  "number of equally likely next tokens" the model hesitates between.
+* ``evaluate_model`` and ``generate_and_print_sample`` -- what the loop reports as it goes.
+* ``train_model_simple`` -- chapter 5's loop. Appendix D's extras (learning-rate warm-up,
+  cosine decay, gradient clipping) are options of the same loop; with them off it is
+  exactly the book's loop. It also runs unchanged under ``DistributedDataParallel``
+  (see ``reference_impl.distributed``).
+* ``learning_rate_at`` -- appendix D's schedule as a pure function of the step.
+* ``plot_losses`` / ``plot_learning_rates`` -- the book's figures.
+* ``save_checkpoint`` / ``load_checkpoint`` -- model (and optimizer) state, saved atomically
+  and loaded with ``torch.load(weights_only=True)``, which never runs arbitrary pickled code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from .generate import generate_text_simple, text_to_token_ids, token_ids_to_text
+
+# ---------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------
+
+
+def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model, device) -> torch.Tensor:
+    """Mean cross-entropy of the model's next-token logits against ``target_batch``.
+
+    The (batch, tokens, vocab) logits and (batch, tokens) targets are flattened so that every
+    token position is one classification. Targets equal to -100 (cross_entropy's
+    ``ignore_index``) do not count: chapter 7 uses them to mask padding.
+    """
+    input_batch, target_batch = input_batch.to(device), target_batch.to(device)
+    logits = model(input_batch)
+    return F.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
+
+
+def calc_loss_loader(data_loader, model, device, num_batches: int | None = None) -> float:
+    """Average of ``calc_loss_batch`` over the first ``num_batches`` batches (all when None).
+
+    Like the book, an empty loader gives ``nan`` rather than an error, and every batch counts
+    the same whatever its size.
+    """
+    if len(data_loader) == 0:
+        return float("nan")
+    if num_batches is None:
+        num_batches = len(data_loader)
+    elif num_batches < 1:
+        raise ValueError(f"num_batches must be a positive integer or None, got {num_batches}")
+    else:
+        num_batches = min(num_batches, len(data_loader))
+    total_loss = 0.0
+    for i, (input_batch, target_batch) in enumerate(data_loader):
+        if i >= num_batches:
+            break
+        total_loss += calc_loss_batch(input_batch, target_batch, model, device).item()
+    return total_loss / num_batches
+
+
+def perplexity(loss) -> float:
+    """exp(loss): a loss of ln(50257) means the model is as unsure as a uniform guess over GPT-2's vocabulary."""
+    return math.exp(float(loss))
+
+
+def evaluate_model(model, train_loader, val_loader, device, eval_iter: int) -> tuple[float, float]:
+    """Training and validation loss over ``eval_iter`` batches each, with dropout off and no gradients."""
+    model.eval()
+    with torch.no_grad():
+        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
+        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
+    model.train()
+    return train_loss, val_loss
+
+
+def generate_and_print_sample(model, tokenizer, device, start_context: str, max_new_tokens: int = 50) -> None:
+    """Print, on one line, the greedy continuation of ``start_context``: a glimpse of what the model learnt."""
+    model = unwrap_model(model)
+    model.eval()
+    context_size = model.pos_emb.weight.shape[0]
+    encoded = text_to_token_ids(start_context, tokenizer).to(device)
+    token_ids = generate_text_simple(model, encoded, max_new_tokens=max_new_tokens, context_size=context_size)
+    _print(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))
+    model.train()
+
+
+# ---------------------------------------------------------------------------------------
+# Learning-rate schedule (appendix D)
+# ---------------------------------------------------------------------------------------
+
+
+def learning_rate_at(
+    step: int,
+    total_steps: int,
+    *,
+    peak_lr: float,
+    warmup_steps: int = 0,
+    initial_lr: float | None = None,
+    min_lr: float | None = None,
+    cosine_decay: bool = False,
+) -> float:
+    """The learning rate of (0-based) ``step`` out of ``total_steps``, as appendix D computes it.
+
+    * Linear warm-up: step 0 uses ``initial_lr``, each step adds
+      ``(peak_lr - initial_lr) / warmup_steps``, and step ``warmup_steps`` reaches ``peak_lr``.
+      A small start keeps the first, large and noisy, updates from wrecking the random weights.
+    * Then ``peak_lr`` stays, or with ``cosine_decay`` it follows half a cosine from
+      ``peak_lr`` (at step ``warmup_steps``) down to ``min_lr`` (at step ``total_steps``).
+    """
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    _check_schedule(total_steps, peak_lr, warmup_steps, initial_lr, min_lr, cosine_decay)
+    if step < warmup_steps:
+        return initial_lr + step * (peak_lr - initial_lr) / warmup_steps
+    if not cosine_decay:
+        return peak_lr
+    progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))  # past the end: stay at min_lr
+    return min_lr + (peak_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _check_schedule(total_steps, peak_lr, warmup_steps, initial_lr, min_lr, cosine_decay) -> None:
+    if peak_lr is None or peak_lr <= 0:
+        raise ValueError(f"peak_lr must be a positive number, got {peak_lr}")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+    if warmup_steps > 0 and initial_lr is None:
+        raise ValueError(
+            f"warmup_steps={warmup_steps} needs initial_lr, the rate to start from (appendix D uses 1e-5)"
+        )
+    if warmup_steps == 0 and initial_lr is not None:
+        raise ValueError("initial_lr is only used by a warm-up: set warmup_steps > 0 as well")
+    if cosine_decay and min_lr is None:
+        raise ValueError("cosine_decay=True needs min_lr, the rate to decay to (appendix D uses 1e-5)")
+    if not cosine_decay and min_lr is not None:
+        raise ValueError("min_lr is only used by the cosine decay: set cosine_decay=True as well")
+    if cosine_decay and total_steps <= warmup_steps:
+        raise ValueError(
+            f"cosine_decay needs steps after the warm-up: total_steps={total_steps}, warmup_steps={warmup_steps}"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# The training loop (chapter 5, with appendix D's options)
+# ---------------------------------------------------------------------------------------
+
+
+class TrainingHistory(NamedTuple):
+    """What ``train_model_simple`` returns.
+
+    The book's loop returns three lists; this has a fourth, so unpack it as
+    ``train_losses, val_losses, tokens_seen, _ = train_model_simple(...)``
+    (or use the names: ``history.train_losses``).
+    """
+
+    train_losses: list[float]  # one per evaluation
+    val_losses: list[float]  # one per evaluation
+    tokens_seen: list[int]  # training tokens seen (over all processes) at each evaluation
+    learning_rates: list[float]  # one per optimizer step
+
+
+def train_model_simple(
+    model,
+    train_loader,
+    val_loader,
+    optimizer,
+    device,
+    num_epochs: int,
+    eval_freq: int,
+    eval_iter: int,
+    start_context: str | None,
+    tokenizer,
+    *,
+    warmup_steps: int = 0,
+    initial_lr: float | None = None,
+    peak_lr: float | None = None,
+    min_lr: float | None = None,
+    cosine_decay: bool = False,
+    grad_clip: float | None = None,
+    show_progress: bool = True,
+    print_samples: bool = True,
+) -> TrainingHistory:
+    """Train ``model`` for ``num_epochs`` passes over ``train_loader``; return a ``TrainingHistory``.
+
+    Every ``eval_freq`` optimizer steps (from the first one) it evaluates ``eval_iter`` batches
+    of each loader and prints the two losses; after each epoch it prints a sample continuing
+    ``start_context`` (skipped when ``start_context`` or ``tokenizer`` is None, or
+    ``print_samples`` is False).
+
+    Appendix D's extras, all off by default (the loop is then exactly chapter 5's):
+
+    * ``warmup_steps``, ``initial_lr``: grow the learning rate linearly from ``initial_lr``
+      to ``peak_lr`` over the first ``warmup_steps`` steps;
+    * ``cosine_decay``, ``min_lr``: afterwards, lower it along a cosine to ``min_lr``;
+    * ``peak_lr``: defaults to the optimizer's learning rate;
+    * ``grad_clip``: after the warm-up, rescale the gradients so that their global L2 norm
+      is at most ``grad_clip`` (appendix D uses 1.0).
+
+    Under ``torch.distributed`` (a ``DistributedDataParallel`` model, a ``DistributedSampler``
+    loader), every process runs this loop, but only rank 0 evaluates, prints and shows the
+    progress bar; the sampler is told each new epoch so that it reshuffles.
+    """
+    if eval_freq < 1:
+        raise ValueError(f"eval_freq must be a positive number of steps, got {eval_freq}")
+    if grad_clip is not None and grad_clip <= 0:
+        raise ValueError(f"grad_clip must be a positive gradient norm or None, got {grad_clip}")
+    steps_per_epoch = len(train_loader)
+    total_steps = steps_per_epoch * num_epochs
+    scheduled = warmup_steps > 0 or cosine_decay or peak_lr is not None
+    if scheduled:
+        peak_lr = optimizer.param_groups[0]["lr"] if peak_lr is None else peak_lr
+        _check_schedule(total_steps, peak_lr, warmup_steps, initial_lr, min_lr, cosine_decay)
+    schedule = dict(
+        peak_lr=peak_lr, warmup_steps=warmup_steps, initial_lr=initial_lr, min_lr=min_lr, cosine_decay=cosine_decay
+    )
+
+    is_main = _rank() == 0
+    world_size = _world_size()
+    # Rank 0 evaluates and generates with the bare model: a DDP forward pass would wait for
+    # the other processes, which are busy training.
+    bare_model = unwrap_model(model)
+
+    train_losses, val_losses, track_tokens_seen, track_lrs = [], [], [], []
+    tokens_seen, global_step = 0, -1
+    progress = tqdm(total=total_steps, disable=not (show_progress and is_main), dynamic_ncols=True)
+
+    for epoch in range(num_epochs):
+        model.train()
+        sampler = getattr(train_loader, "sampler", None)
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)  # a different shuffle each epoch, the same on every process
+        progress.set_description(f"Ep {epoch + 1}/{num_epochs}")
+
+        for input_batch, target_batch in train_loader:
+            optimizer.zero_grad()
+            global_step += 1
+            if scheduled:
+                lr = learning_rate_at(global_step, total_steps, **schedule)
+                for param_group in optimizer.param_groups:
+                    param_group["lr"] = lr
+            track_lrs.append(optimizer.param_groups[0]["lr"])
+
+            loss = calc_loss_batch(input_batch, target_batch, model, device)
+            loss.backward()  # under DDP this also averages the gradients over the processes
+            # Appendix D clips only after the warm-up; it used `>`, which skipped one step (a known erratum).
+            if grad_clip is not None and global_step >= warmup_steps:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=grad_clip)
+            optimizer.step()
+            tokens_seen += input_batch.numel() * world_size
+            progress.update()
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+
+            if global_step % eval_freq == 0 and is_main:
+                train_loss, val_loss = evaluate_model(bare_model, train_loader, val_loader, device, eval_iter)
+                train_losses.append(train_loss)
+                val_losses.append(val_loss)
+                track_tokens_seen.append(tokens_seen)
+                _print(
+                    f"Ep {epoch + 1} (Step {global_step:06d}): "
+                    f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
+                )
+
+        if print_samples and is_main and start_context is not None and tokenizer is not None:
+            generate_and_print_sample(bare_model, tokenizer, device, start_context)
+
+    progress.close()
+    return TrainingHistory(train_losses, val_losses, track_tokens_seen, track_lrs)
+
+
+def unwrap_model(model):
+    """The model inside a ``DistributedDataParallel`` (or ``DataParallel``) wrapper; ``model`` itself otherwise."""
+    wrappers = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+    return model.module if isinstance(model, wrappers) else model
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _print(line: str) -> None:
+    # tqdm.write prints above an active progress bar instead of through it (plain print otherwise).
+    tqdm.write(line)
+
+
+# ---------------------------------------------------------------------------------------
+# Plots
+# ---------------------------------------------------------------------------------------
+
+
+def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
+    """The book's loss plot: both losses against epochs, with tokens seen on a second x axis.
+
+    ``epochs_seen`` is usually ``torch.linspace(0, num_epochs, len(train_losses))``. Returns
+    the matplotlib Figure (a pyplot figure: in a notebook it shows when the cell ends;
+    ``fig.savefig("loss-plot.pdf")`` saves it as the book does).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    lengths = {len(epochs_seen), len(tokens_seen), len(train_losses), len(val_losses)}
+    if len(lengths) != 1:
+        raise ValueError(
+            "plot_losses needs one value per evaluation in each list, got lengths "
+            f"epochs_seen={len(epochs_seen)}, tokens_seen={len(tokens_seen)}, "
+            f"train_losses={len(train_losses)}, val_losses={len(val_losses)}"
+        )
+    fig, ax1 = plt.subplots(figsize=(5, 3))
+    ax1.plot(epochs_seen, train_losses, label="Training loss")
+    ax1.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")
+    ax1.set_xlabel("Epochs")
+    ax1.set_ylabel("Loss")
+    ax1.legend(loc="upper right")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
+    ax2 = ax1.twiny()  # a second x axis sharing the y axis
+    ax2.plot(tokens_seen, train_losses, alpha=0)  # invisible: only there to scale the axis
+    ax2.set_xlabel("Tokens seen")
+    fig.tight_layout()
+    return fig
+
+
+def plot_learning_rates(learning_rates):
+    """Learning rate against optimizer step (``TrainingHistory.learning_rates``); returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(range(len(learning_rates)), learning_rates)
+    ax.set_xlabel("Steps")
+    ax.set_ylabel("Learning rate")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path, model, optimizer=None, **extra) -> Path:
+    """Save the model's (and optimizer's) state dict, plus small ``extra`` values, to ``path``.
+
+    The file holds the book's keys, ``model_state_dict`` and ``optimizer_state_dict``, and
+    ``extra`` (e.g. ``epoch=3, cfg=model.cfg``; a dataclass such as ``GPTConfig`` is stored
+    as a dict, since ``load_checkpoint`` accepts only tensors and plain values). The write
+    is atomic: an interrupted save leaves any older file at ``path`` intact.
+    """
+    path = Path(path)
+    checkpoint = {"model_state_dict": unwrap_model(model).state_dict()}
+    if optimizer is not None:
+        checkpoint["optimizer_state_dict"] = optimizer.state_dict()
+    checkpoint["extra"] = {key: _plain_value(value, key) for key, value in extra.items()}
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(checkpoint, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path, model, optimizer=None, map_location="cpu") -> dict:
+    """Load a checkpoint written by ``save_checkpoint`` into ``model`` (and ``optimizer``); return its extras.
+
+    A plain ``torch.save(model.state_dict(), path)`` file (the book's ``model.pth``) loads
+    too. The file is read with ``weights_only=True``: tensors and plain values only, so a
+    file from the internet cannot run code. Nothing is changed unless the checkpoint fits:
+    a missing, unexpected or differently shaped tensor raises a ValueError naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise pickle.UnpicklingError(
+            f"{path} holds objects other than tensors and plain values, so it was not loaded "
+            "(weights_only=True refuses to run the code a pickle can carry). "
+            f"Only if you trust the file, read it with torch.load(path, weights_only=False).\n{err}"
+        ) from err
+
+    if isinstance(checkpoint, Mapping) and "model_state_dict" in checkpoint:
+        model_state = checkpoint["model_state_dict"]
+        optimizer_state = checkpoint.get("optimizer_state_dict")
+        extra = dict(checkpoint.get("extra", {}))
+    elif isinstance(checkpoint, Mapping) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        model_state, optimizer_state, extra = checkpoint, None, {}  # a bare state dict
+    else:
+        raise ValueError(f"{path} is not a model checkpoint: it holds no 'model_state_dict'")
+
+    model = unwrap_model(model)
+    model_state = _as_loaded_by(model, model_state)
+    _check_fits(model, model_state)
+    if optimizer is not None:
+        if optimizer_state is None:
+            raise ValueError(f"{path} holds no optimizer state: it was saved without an optimizer")
+        optimizer.load_state_dict(optimizer_state)
+    model.load_state_dict(model_state)
+    return extra
+
+
+def _as_loaded_by(model, state_dict: Mapping) -> dict:
+    """The state dict after the model's load pre-hooks ran on it.
+
+    Modules may rename keys while loading (the fused attention stacks the book's W_query,
+    W_key and W_value into ``qkv``); checking the checkpoint against the model must see
+    the keys the way ``load_state_dict`` will.
+    """
+    state_dict = dict(state_dict)
+    for prefix, module in model.named_modules():
+        prefix = f"{prefix}." if prefix else ""
+        for hook in getattr(module, "_load_state_dict_pre_hooks", {}).values():
+            hook(state_dict, prefix, {}, True, [], [], [])
+    return state_dict
+
+
+def _check_fits(model, state_dict: Mapping) -> None:
+    expected = model.state_dict()
+    problem = None
+    for name, tensor in expected.items():
+        if name not in state_dict:
+            problem = f"the model has {name} (shape {_shape(tensor)}) but the checkpoint does not"
+        elif state_dict[name].shape != tensor.shape:
+            problem = (
+                f"{name} has shape {_shape(state_dict[name])} in the checkpoint "
+                f"but {_shape(tensor)} in the model"
+            )
+        if problem:
+            break
+    else:
+        unexpected = [name for name in state_dict if name not in expected]
+        if unexpected:
+            name = unexpected[0]
+            problem = f"the checkpoint has {name} (shape {_shape(state_dict[name])}) but the model does not"
+    if problem:
+        raise ValueError(
+            f"checkpoint does not fit this model: {problem} — was it saved from another configuration?"
+        )
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return str(tuple(tensor.shape))
+
+
+def _plain_value(value, name: str):
+    """``value`` as something ``torch.load(weights_only=True)`` accepts, or a TypeError naming it."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_value(v, f"{name}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, Mapping):
+        return {k: _plain_value(v, f"{name}[{k!r}]") for k, v in value.items()}
+    raise TypeError(
+        f"checkpoint extra {name!r} is a {type(value).__name__}: only tensors, numbers, strings, "
+        "None, and lists/tuples/dicts of them can be saved (they load without unpickling code)"
+    )
