@@ -10,6 +10,12 @@ Modules by concept:
 * ``generate``  -- greedy and sampled decoding, with a KV cache
 * ``train``     -- the pretraining loop (chapter 5 + appendix D), loss plots, checkpoints
 * ``distributed`` -- the same loop on several processes with DDP (``torchrun -m reference_impl.distributed``)
+* ``weights``   -- OpenAI's GPT-2 checkpoints (Hugging Face safetensors layout) into ``GPTModel``
+* ``classify``  -- chapter 6: spam classification fine-tuning
+* ``instruct``  -- chapter 7: Alpaca prompts, padded batches, responses, an offline ROUGE-L score
+* ``judge``     -- a larger LLM (Ollama) as the judge of the responses
+* ``lora``      -- appendix E: low-rank adaptation
+* ``checks``, ``grading`` -- feedback for the exercises, and the instructor's nbgrader commands
 """
 
 from .model import GPTConfig, GPTModel

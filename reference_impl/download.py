@@ -14,14 +14,17 @@ Set ``LLM_COURSE_OFFLINE=1`` to forbid any network access (the tests do).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 CACHE_ENV = "LLM_COURSE_DATA"
 OFFLINE_ENV = "LLM_COURSE_OFFLINE"
@@ -130,7 +133,8 @@ def fetch(name: str) -> Path:
             f"the download of {name} from {spec.url} has SHA-256 {actual}, expected {spec.sha256}; "
             "nothing was written to the cache."
         )
-    _write_atomically(target, payload)
+    with atomic_write(target) as f:
+        f.write(payload)
     return target
 
 
@@ -147,14 +151,20 @@ def _download(url: str) -> bytes:
     return b"".join(chunks)
 
 
-def _write_atomically(target: Path, payload: bytes) -> None:
-    # Write to a temporary file in the same folder, then rename: an interrupted
-    # download never leaves a half-written file under the final name.
+@contextlib.contextmanager
+def atomic_write(target: Path) -> Iterator[BinaryIO]:
+    """Open a binary file that appears at ``target`` only once it is completely written.
+
+    It writes to a temporary file in the same folder, then renames it: an interrupted
+    download or save never leaves a half-written file under the final name, and an older
+    file at ``target`` stays intact until the new one is complete.
+    """
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            yield f
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -33,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from .download import atomic_write
 from .generate import generate_text_simple, text_to_token_ids, token_ids_to_text
 
 # ---------------------------------------------------------------------------------------
@@ -368,15 +367,8 @@ def save_checkpoint(path, model, optimizer=None, **extra) -> Path:
         checkpoint["optimizer_state_dict"] = optimizer.state_dict()
     checkpoint["extra"] = {key: _plain_value(value, key) for key, value in extra.items()}
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(checkpoint, f)
     return path
 
 
