@@ -1,6 +1,6 @@
 """Write a chapter notebook from a list of cells, and optionally execute it in place.
 
-The chapter scripts (``make_ch02.py``, ``make_ch03.py``) describe each notebook as a list of
+The chapter scripts (``make_ch02.py``, ``make_appendix_a.py``, ...) describe each notebook as a list of
 ``md(...)`` and ``code(...)`` cells. Writing is deterministic: cell ids are numbered, not
 random, and the metadata is kept minimal, so regenerating an unchanged chapter gives the
 same file.
@@ -57,6 +57,7 @@ def course_environment() -> None:
     shared = ROOT.parent / "shared" / "data"
     if not os.environ.get("LLM_COURSE_DATA") and (shared / "README.md").exists():
         os.environ["LLM_COURSE_DATA"] = str(shared)
+        os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(shared / "tiktoken_cache"))
 
 
 def execute(nb: nbformat.NotebookNode, folder: Path, timeout: int = 600) -> None:
