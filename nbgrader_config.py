@@ -1,0 +1,26 @@
+# nbgrader settings of the course (nbgrader 0.9). Run nbgrader, or
+# `python -m reference_impl.grading`, from this folder. See book/instructor_guide.md.
+c = get_config()  # noqa: F821  (nbgrader provides get_config)
+
+c.CourseDirectory.course_id = "llm-from-scratch"
+# One assignment per chapter: solutions/chNN/chNN_exercises.ipynb -> exercises/chNN/...
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "exercises"
+# Students' work goes in submitted/<student>/chNN/; grading writes autograded/ and feedback/.
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+# The gradebook is nbgrader's default, gradebook.db in this folder (ignored by git: it holds
+# students' grades).
+
+# What students see in place of each solution.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# Grading a student's notebook: a cell that runs longer than this is interrupted (the
+# batch command sets it per run with --timeout).
+c.Execute.timeout = 60
+# Keep a flood of printed output out of the graded notebook and the feedback.
+c.LimitOutput.max_lines = 1000
+c.LimitOutput.max_traceback = 100
+# A test cell that a student deleted is put back from the gradebook and run.
+c.OverwriteCells.add_missing_cells = True
