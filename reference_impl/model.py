@@ -152,8 +152,11 @@ class TransformerBlock(nn.Module):
         self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        # Without a cache, att is called as chapter 3's modules are (att(x)), so the book's
+        # MultiHeadAttention can replace the fused one, e.g. to compare the two.
+        attended = self.att(self.norm1(x)) if cache is None else self.att(self.norm1(x), cache, layer)
         # The shortcuts give gradients a direct path to early layers.
-        x = x + self.drop_shortcut(self.att(self.norm1(x), cache, layer))
+        x = x + self.drop_shortcut(attended)
         x = x + self.drop_shortcut(self.ff(self.norm2(x)))
         return x
 
