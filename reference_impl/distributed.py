@@ -178,7 +178,8 @@ def _train(args: argparse.Namespace, ctx: DistributedContext) -> None:
     model = GPTModel(cfg).to(ctx.device)
     if ctx.world_size > 1:
         model = DDP(model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    # fused=True: one kernel for the whole update, 7-15% faster training on CPU (benchmarks/README.md)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, fused=True)
 
     if ctx.is_main:
         print(f"{ctx.world_size} process(es) on {ctx.device.type}, {len(train_loader)} steps per epoch, "

@@ -1,0 +1,132 @@
+"""benchmarks/bench_gpt.py: it runs end to end (tiny model), and what it compares is comparable.
+
+No timing is asserted: the machine may be busy. What is checked is that the benchmark
+prints every row, and that ours and Hugging Face's GPT-2 compute the same function when
+given the same weights (otherwise the timings would compare different things).
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+import bench_gpt  # noqa: E402
+
+ROWS = [
+    "training tokens/s (median step)",
+    "training tokens/s (best step)",
+    "training MFU (median step, % of peak matmul)",
+    "training peak RSS (MiB)",
+    "greedy decode tokens/s, KV cache (median)",
+    "greedy decode tokens/s, KV cache (best)",
+    "greedy decode tokens/s, ours without KV cache (ratio: vs HF with cache)",
+    "decode peak RSS (MiB), KV cache",
+]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    # A fresh interpreter: the benchmark forks worker processes, which is only safe from a
+    # process that has not run parallel (OpenMP) kernels yet, and pytest's has.
+    json_path = tmp_path_factory.mktemp("bench") / "out.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_gpt.py"), "--small", "--steps", "2", "--decode-repeats", "1",
+         "--json", str(json_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout, json_path
+
+
+def test_the_small_benchmark_prints_the_table_with_every_row(small_run):
+    stdout, _ = small_run
+    header = next(line for line in stdout.splitlines() if line.startswith("| measurement"))
+    assert "ours (fast path)" in header and "ours, book attention" in header
+    assert "HF GPT2LMHeadModel (attn: sdpa)" in header and header.endswith("ours / HF |")
+    rows = {line.split("|")[1].strip(): line for line in stdout.splitlines() if line.startswith("| ")}
+    for row in ROWS:
+        assert row in rows, f"missing row {row!r}"
+        cells = [cell.strip() for cell in rows[row].strip("|").split("|")]
+        assert len(cells) == 5
+        float(cells[1])  # ours: a number
+        assert cells[4].endswith("x")  # a ratio against Hugging Face
+    assert "Same weights, same logits" in stdout
+
+
+def test_the_json_report_holds_the_same_measurements(small_run):
+    import json
+
+    _, json_path = small_run
+    report = json.loads(json_path.read_text())
+    assert set(report["training"]) == {"ours", "book", "hf"}
+    assert len(report["training"]["ours"]["seconds"]) == 2  # --steps 2
+    assert set(report["decode"]) == {"ours_cache", "hf_cache", "ours_no_cache"}
+    # greedy decoding with the same weights: ours (with and without cache) and HF agree token for token
+    assert all(run["same_tokens_as_hf"] for run in report["decode"].values())
+    assert report["flops_per_token"] == bench_gpt.flops_per_token(bench_gpt.SMALL, 64)
+    assert report["attn_implementation"] == "sdpa"
+
+
+def test_flops_per_token_is_6n_plus_the_attention_term():
+    cfg = bench_gpt.GPTConfig.from_preset("gpt2-small", qkv_bias=True, tie_embeddings=True)
+    # N = 124,412,160 (the book's count) + 12 * 2304 query/key/value biases
+    #     - 786,432 position embeddings (a lookup) = 123,653,376
+    assert bench_gpt.flops_per_token(cfg, 256) == 6 * 123_653_376 + 12 * 12 * 768 * 256 == 770_231_808
+    # an untied head is one more matrix product's weights; the token embedding is a lookup
+    assert bench_gpt.flops_per_token(cfg.replace(tie_embeddings=False), 256) == bench_gpt.flops_per_token(cfg, 256)
+
+
+def test_ours_and_hugging_face_compute_the_same_logits_from_the_same_weights():
+    cfg = bench_gpt.SMALL
+    hf = bench_gpt.build_hf_model(cfg, seed=5).eval()
+    ours = bench_gpt.ours_from_hf(hf, cfg).eval()
+    book = bench_gpt.ours_from_hf(hf, cfg, book_attention=True).eval()
+    idx = torch.randint(0, cfg.vocab_size, (2, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = hf(input_ids=idx).logits
+        torch.testing.assert_close(ours(idx), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(book(idx), expected, atol=1e-5, rtol=1e-5)
+    assert isinstance(book.trf_blocks[0].att, bench_gpt.MultiHeadAttention)
+    # and the comparison can fail: other weights give other logits
+    other = bench_gpt.ours_from_hf(bench_gpt.build_hf_model(cfg, seed=6), cfg).eval()
+    with torch.no_grad():
+        assert not torch.allclose(other(idx), expected, atol=1e-3)
+
+
+def test_split_fused_qkv_gives_the_books_three_matrices():
+    qkv = torch.arange(6 * 2, dtype=torch.float32).view(6, 2)
+    split = bench_gpt.split_fused_qkv({"trf_blocks.0.att.qkv.weight": qkv, "tok_emb.weight": qkv})
+    assert split["trf_blocks.0.att.W_query.weight"].tolist() == [[0, 1], [2, 3]]
+    assert split["trf_blocks.0.att.W_key.weight"].tolist() == [[4, 5], [6, 7]]
+    assert split["trf_blocks.0.att.W_value.weight"].tolist() == [[8, 9], [10, 11]]
+    assert split["tok_emb.weight"] is qkv
+
+
+def test_bad_options_are_refused_with_a_message(capsys):
+    with pytest.raises(SystemExit):
+        bench_gpt.parse_args(["--steps", "0"])
+    assert "--steps must be a positive integer, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="qkv_bias=True, tie_embeddings=True"):
+        bench_gpt.hf_config(bench_gpt.SMALL.replace(tie_embeddings=False))
+
+
+def test_the_fused_loss_experiment_computes_cross_entropy_and_its_gradients():
+    # benchmarks/ab_variants.py's +fused-loss variant must measure the same maths
+    import ab_variants
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 16, requires_grad=True)
+    weight = torch.randn(97, 16, requires_grad=True)
+    targets = torch.randint(0, 97, (40,))
+    expected = torch.nn.functional.cross_entropy(x @ weight.T, targets)
+    expected_grads = torch.autograd.grad(expected * 3, (x, weight))
+    loss = ab_variants.LinearCrossEntropy.apply(x, weight, targets)
+    torch.testing.assert_close(loss, expected)
+    for got, want in zip(torch.autograd.grad(loss * 3, (x, weight)), expected_grads):
+        torch.testing.assert_close(got, want)
