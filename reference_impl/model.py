@@ -48,7 +48,7 @@ class GPTConfig:
     @classmethod
     def from_preset(cls, name: str, **overrides) -> GPTConfig:
         """A GPT-2 size by name, e.g. ``"gpt2-small (124M)"`` (or ``"gpt2-small"``, ``"124M"``)."""
-        key = _preset_key(name)
+        key = preset_key(name)
         if key is None:
             raise ValueError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
         return dataclasses.replace(PRESETS[key], **overrides)
@@ -83,7 +83,8 @@ PRESETS: dict[str, GPTConfig] = {
 }
 
 
-def _preset_key(name: str) -> str | None:
+def preset_key(name: str) -> str | None:
+    """The ``PRESETS`` key that ``name`` means (``"gpt2-small"``, ``"124M"`` ...), or None."""
     wanted = name.strip().lower()
     for key in PRESETS:
         short, size = key.lower().split(" ")

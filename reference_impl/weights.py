@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .download import OFFLINE_ENV, DataFileError, cache_dir
-from .model import GPTConfig, GPTModel, _preset_key
+from .model import GPTConfig, GPTModel, preset_key
 
 HUB_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 HUB_ORGANISATION = "openai-community"
@@ -194,7 +194,7 @@ def _hub_name(name: str) -> str | None:
     wanted = name.strip().lower()
     if wanted in HUB_NAMES:
         return wanted
-    preset = _preset_key(name)
+    preset = preset_key(name)
     return _PRESET_TO_HUB.get(preset) if preset else None
 
 
