@@ -64,11 +64,13 @@ class FakeOllamaHandler(BaseHTTPRequestHandler):
             pieces = [answer[i : i + 3] for i in range(0, len(answer), 3)]
             lines = [{"model": model, "message": {"role": "assistant", "content": p}, "done": False} for p in pieces]
             lines.append({"model": model, "message": {"role": "assistant", "content": ""}, "done": True})
+        # Recorded before sending: the client may return (and the test check it) as soon as
+        # the last line arrives, before this thread would get past the writes.
+        self.server.lines_sent.append(len(lines))
         for line in lines:
             data = json.dumps(line).encode() + b"\n"
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.write(b"0\r\n\r\n")
-        self.server.lines_sent.append(len(lines))
 
     def _send_json(self, status, payload):
         data = json.dumps(payload).encode()
