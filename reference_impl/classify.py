@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from . import train
 from .download import DataFileError, fetch
 
 LABELS = {"ham": 0, "spam": 1}
@@ -177,16 +178,8 @@ def calc_loss_batch(input_batch, target_batch, model, device) -> torch.Tensor:
 
 
 def calc_loss_loader(data_loader, model, device, num_batches: int | None = None) -> float:
-    """Mean loss over the first ``num_batches`` batches (all by default); NaN for an empty loader."""
-    if len(data_loader) == 0:
-        return float("nan")
-    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
-    total_loss = 0.0
-    for i, (input_batch, target_batch) in enumerate(data_loader):
-        if i >= num_batches:
-            break
-        total_loss += calc_loss_batch(input_batch, target_batch, model, device).item()
-    return total_loss / num_batches
+    """Mean classification loss over the first ``num_batches`` batches (all by default); NaN if empty."""
+    return train.calc_loss_loader(data_loader, model, device, num_batches, loss_fn=calc_loss_batch)
 
 
 @torch.no_grad()
@@ -211,13 +204,8 @@ def calc_accuracy_loader(data_loader, model, device, num_batches: int | None = N
 
 
 def evaluate_model(model, train_loader, val_loader, device, eval_iter: int) -> tuple[float, float]:
-    """Training and validation loss over ``eval_iter`` batches each, without dropout or gradients."""
-    model.eval()
-    with torch.no_grad():
-        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
-        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
-    model.train()
-    return train_loss, val_loss
+    """Training and validation classification loss over ``eval_iter`` batches each (eval mode, no gradients)."""
+    return train.evaluate_model(model, train_loader, val_loader, device, eval_iter, loss_fn=calc_loss_batch)
 
 
 def train_classifier_simple(

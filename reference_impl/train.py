@@ -51,12 +51,14 @@ def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model
     return F.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
 
 
-def calc_loss_loader(data_loader, model, device, num_batches: int | None = None) -> float:
-    """Average of ``calc_loss_batch`` over the first ``num_batches`` batches (all when None).
+def calc_loss_loader(data_loader, model, device, num_batches: int | None = None, loss_fn=None) -> float:
+    """Average of ``loss_fn`` (default ``calc_loss_batch``) over the first ``num_batches`` batches.
 
-    Like the book, an empty loader gives ``nan`` rather than an error, and every batch counts
-    the same whatever its size.
+    All batches when ``num_batches`` is None. Like the book, an empty loader gives ``nan``
+    rather than an error, and every batch counts the same whatever its size. Chapter 6 passes
+    its own ``loss_fn`` (the last token's class logits).
     """
+    loss_fn = calc_loss_batch if loss_fn is None else loss_fn
     if len(data_loader) == 0:
         return float("nan")
     if num_batches is None:
@@ -69,7 +71,7 @@ def calc_loss_loader(data_loader, model, device, num_batches: int | None = None)
     for i, (input_batch, target_batch) in enumerate(data_loader):
         if i >= num_batches:
             break
-        total_loss += calc_loss_batch(input_batch, target_batch, model, device).item()
+        total_loss += loss_fn(input_batch, target_batch, model, device).item()
     return total_loss / num_batches
 
 
@@ -78,12 +80,12 @@ def perplexity(loss) -> float:
     return math.exp(float(loss))
 
 
-def evaluate_model(model, train_loader, val_loader, device, eval_iter: int) -> tuple[float, float]:
+def evaluate_model(model, train_loader, val_loader, device, eval_iter: int, loss_fn=None) -> tuple[float, float]:
     """Training and validation loss over ``eval_iter`` batches each, with dropout off and no gradients."""
     model.eval()
     with torch.no_grad():
-        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
-        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
+        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter, loss_fn=loss_fn)
+        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter, loss_fn=loss_fn)
     model.train()
     return train_loss, val_loss
 
