@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make book   builds the HTML course (and tells where to open it)
-#   make test   runs every test
+#   make test   runs every test (lint, the package's tests, every notebook, the grading pipeline)
 # Both create .venv and install requirements.txt into it first.
+# For authors (CONTRIBUTING.md): make test-fast, make lint, make sync, make notebooks [NB=...].
 
 PYTHON ?= python3
 VENV   := .venv
@@ -14,7 +15,7 @@ ifneq ($(wildcard ../shared/data/README.md),)
 export LLM_COURSE_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: test book lab exercises bench clean
+.PHONY: test test-fast lint sync notebooks book lab exercises bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +27,27 @@ $(STAMP): requirements.txt pyproject.toml
 
 # pytest runs the unit tests under tests/ and executes every notebook under book/ with
 # nbval, comparing each stored output (volatile ones are sanitised, see book/nbval_sanitize.cfg).
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 \
 		--nbval-sanitize-with book/nbval_sanitize.cfg tests book
+
+# The package's unit tests and the authoring checks: well under a minute. Leaves out what
+# starts processes or runs notebooks (grading, DDP, benchmarks, nbval).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Notebooks and their text sources (book/_src/*.md, solutions/chNN/_src/*.py): the side
+# changed last updates the other. NB=path limits it to one notebook (or its text source).
+sync: $(STAMP)
+	$(BIN)/python -m course_tools.notebooks sync $(NB)
+
+# Re-execute book chapters (all, or NB=book/ch03_attention.ipynb) and store their outputs.
+notebooks: $(STAMP)
+	$(BIN)/python -m course_tools.notebooks execute $(NB)
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build --warningiserror --keep-going .
@@ -40,7 +59,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab
 
 exercises: $(STAMP)
-	$(BIN)/python -m reference_impl.grading generate
+	$(BIN)/python -m course_tools.grading generate
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gpt.py

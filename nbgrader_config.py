@@ -1,5 +1,5 @@
 # nbgrader settings of the course (nbgrader 0.9). Run nbgrader, or
-# `python -m reference_impl.grading`, from this folder. See book/instructor_guide.md.
+# `python -m course_tools.grading`, from this folder. See book/instructor_guide.md.
 c = get_config()  # noqa: F821  (nbgrader provides get_config)
 
 c.CourseDirectory.course_id = "llm-from-scratch"
@@ -24,3 +24,6 @@ c.LimitOutput.max_lines = 1000
 c.LimitOutput.max_traceback = 100
 # A test cell that a student deleted is put back from the gradebook and run.
 c.OverwriteCells.add_missing_cells = True
+# Each assignment's text source (solutions/chNN/_src/, see solutions/jupytext.toml) is for
+# authors only: it holds the solutions and the hidden checks, so it never reaches students.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "_src"]

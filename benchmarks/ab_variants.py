@@ -136,8 +136,9 @@ class CompiledModel(torch.nn.Module):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("variants", nargs="+", help="e.g. ours ours+foreach hf")
     parser.add_argument("--small", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
@@ -147,8 +148,11 @@ def main(argv=None) -> int:
     specs = list(dict.fromkeys(args.variants))
     for spec in specs:
         parse_variant(spec)
-    settings = bench_gpt.settings_from_args(bench_gpt.parse_args(
-        ["--threads", str(args.threads), "--drop-rate", str(args.drop_rate)] + (["--small"] if args.small else [])))
+    settings = bench_gpt.settings_from_args(
+        bench_gpt.parse_args(
+            ["--threads", str(args.threads), "--drop-rate", str(args.drop_rate)] + (["--small"] if args.small else [])
+        )
+    )
 
     # The workers look these up in bench_gpt by name, so each builds its variant.
     bench_gpt.train_step = variant_train_step
@@ -185,11 +189,12 @@ def main(argv=None) -> int:
         best = min(seconds[spec])
         print(f"| {spec} | {median:.2f} | {best:.2f} | {tokens / median:.1f} | {reference / median:.2f}x |")
     load = os.getloadavg()[0]
-    print(f"\n{settings.threads} threads, {args.rounds} timed steps each, load average {load:.2f} at the end "
-          f"(includes this run's own threads); steps: " + "; ".join(
-              f"{spec} " + " ".join(f"{t:.2f}" for t in seconds[spec]) for spec in specs))
+    print(
+        f"\n{settings.threads} threads, {args.rounds} timed steps each, load average {load:.2f} at the end "
+        f"(includes this run's own threads); steps: "
+        + "; ".join(f"{spec} " + " ".join(f"{t:.2f}" for t in seconds[spec]) for spec in specs)
+    )
     return 0
-
 
 
 if __name__ == "__main__":

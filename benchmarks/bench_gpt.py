@@ -60,8 +60,16 @@ KINDS = ("ours", "book", "hf")
 LABELS = {"ours": "ours (fast path)", "book": "ours, book attention", "hf": "HF GPT2LMHeadModel"}
 
 # A tiny configuration for CI: every code path, in seconds.
-SMALL = GPTConfig(vocab_size=512, context_length=128, emb_dim=64, n_heads=4, n_layers=2,
-                  drop_rate=0.1, qkv_bias=True, tie_embeddings=True)
+SMALL = GPTConfig(
+    vocab_size=512,
+    context_length=128,
+    emb_dim=64,
+    n_heads=4,
+    n_layers=2,
+    drop_rate=0.1,
+    qkv_bias=True,
+    tie_embeddings=True,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,10 +116,19 @@ def hf_config(cfg: GPTConfig):
     transformers = load_transformers()
     last_id = cfg.vocab_size - 1  # GPT-2's <|endoftext|> is its last token; keep that for any vocabulary size
     return transformers.GPT2Config(
-        vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.emb_dim,
-        n_layer=cfg.n_layers, n_head=cfg.n_heads, activation_function="gelu_new", layer_norm_epsilon=1e-5,
-        resid_pdrop=cfg.drop_rate, embd_pdrop=cfg.drop_rate, attn_pdrop=cfg.drop_rate,
-        tie_word_embeddings=True, bos_token_id=last_id, eos_token_id=last_id,
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.context_length,
+        n_embd=cfg.emb_dim,
+        n_layer=cfg.n_layers,
+        n_head=cfg.n_heads,
+        activation_function="gelu_new",
+        layer_norm_epsilon=1e-5,
+        resid_pdrop=cfg.drop_rate,
+        embd_pdrop=cfg.drop_rate,
+        attn_pdrop=cfg.drop_rate,
+        tie_word_embeddings=True,
+        bos_token_id=last_id,
+        eos_token_id=last_id,
     )
 
 
@@ -138,8 +155,9 @@ def book_attention_model(cfg: GPTConfig) -> GPTModel:
     """``GPTModel`` whose blocks use chapter 3's ``MultiHeadAttention`` (separate Q, K, V, explicit mask)."""
     model = GPTModel(cfg)
     for block in model.trf_blocks:
-        block.att = MultiHeadAttention(cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.drop_rate,
-                                       cfg.n_heads, qkv_bias=cfg.qkv_bias)
+        block.att = MultiHeadAttention(
+            cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.drop_rate, cfg.n_heads, qkv_bias=cfg.qkv_bias
+        )
     return model
 
 
@@ -211,12 +229,17 @@ def make_optimizer(model, settings: Settings) -> torch.optim.Optimizer:
 def greedy_decode(model, prompt: torch.Tensor, new_tokens: int, use_cache: bool) -> torch.Tensor:
     """``new_tokens`` greedy tokens after ``prompt``: ours through ``generate``, HF through its ``generate``."""
     if isinstance(model, GPTModel):
-        return generate(model, prompt, new_tokens, use_cache=use_cache)[:, prompt.shape[1]:]
+        return generate(model, prompt, new_tokens, use_cache=use_cache)[:, prompt.shape[1] :]
     out = model.generate(
-        input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-        min_new_tokens=new_tokens, do_sample=False, use_cache=use_cache, pad_token_id=model.config.eos_token_id,
+        input_ids=prompt,
+        attention_mask=torch.ones_like(prompt),
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        use_cache=use_cache,
+        pad_token_id=model.config.eos_token_id,
     )
-    return out[:, prompt.shape[1]:]
+    return out[:, prompt.shape[1] :]
 
 
 def measure_peak_matmul(size: int, repeats: int = 8) -> float:
@@ -380,15 +403,22 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": model_name, "cores": os.cpu_count(), "torch": torch.__version__,
-            "transformers": load_transformers().__version__, "python": platform.python_version()}
+    return {
+        "cpu": model_name,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "transformers": load_transformers().__version__,
+        "python": platform.python_version(),
+    }
 
 
 def load_warning(load: float) -> str | None:
     if load > 0.5:
-        return (f"WARNING: the machine is busy before the benchmark starts (1-minute load average {load:.2f} "
-                f"on {os.cpu_count()} cores): absolute timings are unreliable. The ratios are measured with "
-                "the models taking turns step by step, which makes them more robust, not exact.")
+        return (
+            f"WARNING: the machine is busy before the benchmark starts (1-minute load average {load:.2f} "
+            f"on {os.cpu_count()} cores): absolute timings are unreliable. The ratios are measured with "
+            "the models taking turns step by step, which makes them more robust, not exact."
+        )
     return None
 
 
@@ -415,15 +445,26 @@ def run(settings: Settings, log=print) -> dict:
         torch.set_num_threads(settings.threads)
         torch.manual_seed(settings.seed)
         generator = torch.Generator().manual_seed(settings.seed)
-        memory_method = ("RSS high-water mark (VmHWM), reset at the start of each phase" if reset_peak_rss()
-                         else "the process's lifetime RSS peak (getrusage), not reset per phase")
-        results = {"settings": _settings_dict(settings), "machine": info, "load_before": load_before,
-                   "warning": warning, "baseline_rss_mb": base_rss, "memory_method": memory_method,
-                   "attn_implementation": built.get("hf", {}).get("attn_implementation"),
-                   "params": built[settings.kinds[0]]["params"],
-                   "flops_per_token": flops_per_token(cfg, settings.seq_len)}
-        log(f"{cfg.n_layers} layers, emb_dim {cfg.emb_dim}, vocab {cfg.vocab_size}: "
-            f"{results['params'] / 1e6:.1f}M parameters; {settings.threads} threads; load average {load_before:.2f}")
+        memory_method = (
+            "RSS high-water mark (VmHWM), reset at the start of each phase"
+            if reset_peak_rss()
+            else "the process's lifetime RSS peak (getrusage), not reset per phase"
+        )
+        results = {
+            "settings": _settings_dict(settings),
+            "machine": info,
+            "load_before": load_before,
+            "warning": warning,
+            "baseline_rss_mb": base_rss,
+            "memory_method": memory_method,
+            "attn_implementation": built.get("hf", {}).get("attn_implementation"),
+            "params": built[settings.kinds[0]]["params"],
+            "flops_per_token": flops_per_token(cfg, settings.seq_len),
+        }
+        log(
+            f"{cfg.n_layers} layers, emb_dim {cfg.emb_dim}, vocab {cfg.vocab_size}: "
+            f"{results['params'] / 1e6:.1f}M parameters; {settings.threads} threads; load average {load_before:.2f}"
+        )
 
         results["correctness"] = check_same_function(workers, settings, generator)
         log(f"same logits: max |ours - HF| = {results['correctness']['max_abs_diff'].get('ours', float('nan')):.2e}")
@@ -435,7 +476,7 @@ def run(settings: Settings, log=print) -> dict:
         results["training"] = measure_training(workers, settings, generator, log)
         peaks.append(measure_peak_matmul(settings.peak_matmul_size))
         results["peak_matmul_flops"] = max(peaks)
-        for kind, train in results["training"].items():
+        for train in results["training"].values():
             train["mfu"] = train["tokens_per_s"] * results["flops_per_token"] / results["peak_matmul_flops"]
         results["load_after"] = os.getloadavg()[0]
         return results
@@ -453,8 +494,9 @@ def check_same_function(workers: dict, settings: Settings, generator: torch.Gene
     diffs = {kind: (value - reference).abs().max().item() for kind, value in logits.items() if kind != "hf"}
     for kind, value in logits.items():
         # float32 round-off: the models multiply in different orders (fused vs separate QKV, ...)
-        torch.testing.assert_close(value, reference, atol=1e-4, rtol=1e-4,
-                                   msg=lambda m, k=kind: f"{k} and HF compute different logits: {m}")
+        torch.testing.assert_close(
+            value, reference, atol=1e-4, rtol=1e-4, msg=lambda m, k=kind: f"{k} and HF compute different logits: {m}"
+        )
     return {"max_abs_diff": diffs, "logits_scale": reference.abs().max().item(), "tokens": tokens}
 
 
@@ -488,9 +530,13 @@ def measure_decoding(workers: dict, settings: Settings, generator: torch.Generat
     for (kind, use_cache), times in seconds.items():
         name = f"{kind}_{'cache' if use_cache else 'no_cache'}"
         same = None if reference is None else bool(torch.equal(tokens[(kind, use_cache)], reference))
-        results[name] = {"tokens_per_s": settings.new_tokens / statistics.median(times),
-                         "best_tokens_per_s": settings.new_tokens / min(times), "seconds": times,
-                         "peak_rss_mb": memory[(kind, use_cache)], "same_tokens_as_hf": same}
+        results[name] = {
+            "tokens_per_s": settings.new_tokens / statistics.median(times),
+            "best_tokens_per_s": settings.new_tokens / min(times),
+            "seconds": times,
+            "peak_rss_mb": memory[(kind, use_cache)],
+            "same_tokens_as_hf": same,
+        }
         log(f"decode {name:14s} {results[name]['tokens_per_s']:7.1f} tokens/s")
     return results
 
@@ -510,16 +556,21 @@ def measure_training(workers: dict, settings: Settings, generator: torch.Generat
             if step >= settings.warmup:
                 seconds[kind].append(this_step[kind])
         warm_up = " (warm-up)" if step < settings.warmup else ""
-        log(f"training step {step + 1}/{settings.warmup + settings.steps}{warm_up}: "
-            + ", ".join(f"{kind} {this_step[kind]:.2f}s" for kind in kinds))
+        log(
+            f"training step {step + 1}/{settings.warmup + settings.steps}{warm_up}: "
+            + ", ".join(f"{kind} {this_step[kind]:.2f}s" for kind in kinds)
+        )
     tokens = settings.batch_size * settings.seq_len
     results = {}
     for kind in kinds:
         peak = workers[kind].call("end_phase")["peak_rss_mb"]
         workers[kind].call("end_training")
-        results[kind] = {"tokens_per_s": tokens / statistics.median(seconds[kind]),
-                         "best_tokens_per_s": tokens / min(seconds[kind]),
-                         "seconds": seconds[kind], "peak_rss_mb": peak}
+        results[kind] = {
+            "tokens_per_s": tokens / statistics.median(seconds[kind]),
+            "best_tokens_per_s": tokens / min(seconds[kind]),
+            "seconds": seconds[kind],
+            "peak_rss_mb": peak,
+        }
     return results
 
 
@@ -549,8 +600,10 @@ def format_table(results: dict) -> str:
 
     def train_row(name, key, fmt, scale=1.0):
         values = {kind: train[kind][key] * scale if kind in train else None for kind in KINDS}
-        return (f"| {name} | {cell(values['ours'], fmt)} | {cell(values['book'], fmt)} | "
-                f"{cell(values['hf'], fmt)} | {_ratio(values['ours'], values['hf'])} |")
+        return (
+            f"| {name} | {cell(values['ours'], fmt)} | {cell(values['book'], fmt)} | "
+            f"{cell(values['hf'], fmt)} | {_ratio(values['ours'], values['hf'])} |"
+        )
 
     def decode_row(name, ours_key, key, fmt, show_hf=True):
         ours = decode.get(ours_key, {}).get(key)
@@ -568,8 +621,13 @@ def format_table(results: dict) -> str:
         train_row("training peak RSS (MiB)", "peak_rss_mb", ".0f"),
         decode_row("greedy decode tokens/s, KV cache (median)", "ours_cache", "tokens_per_s", ".1f"),
         decode_row("greedy decode tokens/s, KV cache (best)", "ours_cache", "best_tokens_per_s", ".1f"),
-        decode_row("greedy decode tokens/s, ours without KV cache (ratio: vs HF with cache)", "ours_no_cache",
-                   "tokens_per_s", ".1f", show_hf=False),
+        decode_row(
+            "greedy decode tokens/s, ours without KV cache (ratio: vs HF with cache)",
+            "ours_no_cache",
+            "tokens_per_s",
+            ".1f",
+            show_hf=False,
+        ),
         decode_row("decode peak RSS (MiB), KV cache", "ours_cache", "peak_rss_mb", ".0f"),
     ]
     diffs = results["correctness"]["max_abs_diff"]
@@ -599,8 +657,9 @@ def format_table(results: dict) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="gpt2-small", help="a GPTConfig preset (default: gpt2-small, 124M)")
     parser.add_argument("--small", action="store_true", help="a tiny model that runs in seconds (for CI)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per model (default 2)")
@@ -610,10 +669,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, help="training sequence length (default 256; 64 with --small)")
     parser.add_argument("--new-tokens", type=int, help="tokens to decode (default 96; 24 with --small)")
     parser.add_argument("--decode-repeats", type=int, default=3, help="timed decoding runs (default 3)")
-    parser.add_argument("--optimizer", choices=("fused", "foreach"), default="fused",
-                        help="AdamW implementation for every model (default fused, HF Trainer's default)")
-    parser.add_argument("--drop-rate", type=float, default=0.1,
-                        help="dropout of every model (default 0.1, GPT-2's; with 0 SDPA uses its flash kernel)")
+    parser.add_argument(
+        "--optimizer",
+        choices=("fused", "foreach"),
+        default="fused",
+        help="AdamW implementation for every model (default fused, HF Trainer's default)",
+    )
+    parser.add_argument(
+        "--drop-rate",
+        type=float,
+        default=0.1,
+        help="dropout of every model (default 0.1, GPT-2's; with 0 SDPA uses its flash kernel)",
+    )
     parser.add_argument("--no-book", action="store_true", help="skip the book-attention model")
     parser.add_argument("--no-uncached", action="store_true", help="skip decoding without the KV cache (slow)")
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
@@ -635,12 +702,22 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     else:
         cfg = GPTConfig.from_preset(args.preset, qkv_bias=True, tie_embeddings=True, drop_rate=args.drop_rate)
         defaults = {}
-    chosen = {name: getattr(args, name) for name in ("steps", "batch_size", "seq_len", "new_tokens")
-              if getattr(args, name) is not None}
-    settings = Settings(cfg=cfg, **{**defaults, **chosen}, warmup=args.warmup, decode_repeats=args.decode_repeats,
-                        threads=args.threads, optimizer=args.optimizer, seed=args.seed,
-                        kinds=tuple(k for k in KINDS if not (args.no_book and k == "book")),
-                        uncached_decode=not args.no_uncached)
+    chosen = {
+        name: getattr(args, name)
+        for name in ("steps", "batch_size", "seq_len", "new_tokens")
+        if getattr(args, name) is not None
+    }
+    settings = Settings(
+        cfg=cfg,
+        **{**defaults, **chosen},
+        warmup=args.warmup,
+        decode_repeats=args.decode_repeats,
+        threads=args.threads,
+        optimizer=args.optimizer,
+        seed=args.seed,
+        kinds=tuple(k for k in KINDS if not (args.no_book and k == "book")),
+        uncached_decode=not args.no_uncached,
+    )
     if settings.seq_len > cfg.context_length or settings.prompt_len + settings.new_tokens > cfg.context_length:
         raise SystemExit(f"the sequences do not fit the context length {cfg.context_length}")
     return settings

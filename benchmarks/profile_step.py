@@ -27,23 +27,62 @@ import bench_gpt  # noqa: E402  (the benchmark's models and training step)
 # Operator name -> kind of work. The first matching rule wins; names are aten's.
 CATEGORIES = [
     ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")),
-    ("attention (softmax, mask)", ("aten::_softmax", "aten::_softmax_backward_data", "aten::tril", "aten::triu",
-                                   "aten::isneginf", "aten::where", "aten::masked_fill", "aten::logical_not",
-                                   "aten::_scaled_dot_product_flash_attention", "aten::_safe_softmax")),
-    ("cross-entropy (log-softmax over the vocabulary)", ("aten::_log_softmax", "aten::_log_softmax_backward_data",
-                                                         "aten::nll_loss", "aten::nll_loss_forward",
-                                                         "aten::nll_loss_backward")),
-    ("AdamW", ("aten::_fused_adamw_", "aten::_foreach_", "aten::lerp_", "aten::addcdiv_", "aten::addcmul_",
-               "aten::sqrt", "aten::_foreach")),
+    (
+        "attention (softmax, mask)",
+        (
+            "aten::_softmax",
+            "aten::_softmax_backward_data",
+            "aten::tril",
+            "aten::triu",
+            "aten::isneginf",
+            "aten::where",
+            "aten::masked_fill",
+            "aten::logical_not",
+            "aten::_scaled_dot_product_flash_attention",
+            "aten::_safe_softmax",
+        ),
+    ),
+    (
+        "cross-entropy (log-softmax over the vocabulary)",
+        (
+            "aten::_log_softmax",
+            "aten::_log_softmax_backward_data",
+            "aten::nll_loss",
+            "aten::nll_loss_forward",
+            "aten::nll_loss_backward",
+        ),
+    ),
+    (
+        "AdamW",
+        (
+            "aten::_fused_adamw_",
+            "aten::_foreach_",
+            "aten::lerp_",
+            "aten::addcdiv_",
+            "aten::addcmul_",
+            "aten::sqrt",
+            "aten::_foreach",
+        ),
+    ),
     ("dropout (random masks)", ("aten::bernoulli_", "aten::native_dropout", "aten::div_")),
     ("GELU", ("aten::gelu", "aten::gelu_backward", "aten::tanh", "aten::tanh_backward", "aten::pow")),
     ("layer norm", ("aten::native_layer_norm", "aten::native_layer_norm_backward")),
-    ("embeddings", ("aten::embedding", "aten::embedding_dense_backward", "aten::index_select",
-                    "aten::index_add_", "aten::embedding_backward")),
+    (
+        "embeddings",
+        (
+            "aten::embedding",
+            "aten::embedding_dense_backward",
+            "aten::index_select",
+            "aten::index_add_",
+            "aten::embedding_backward",
+        ),
+    ),
     ("copies (contiguous, cat, transpose)", ("aten::copy_", "aten::cat", "aten::clone", "aten::stack")),
     ("sums (bias gradients)", ("aten::sum",)),
-    ("other element-wise (mul, add, fill, ...)", ("aten::mul", "aten::add", "aten::fill_", "aten::zero_",
-                                                  "aten::div", "aten::sub", "aten::neg")),
+    (
+        "other element-wise (mul, add, fill, ...)",
+        ("aten::mul", "aten::add", "aten::fill_", "aten::zero_", "aten::div", "aten::sub", "aten::neg"),
+    ),
 ]
 
 
@@ -79,8 +118,10 @@ def summarise(averages, top: int) -> str:
     lines += [f"| {kind} | {100 * t / total:.1f}% |" for kind, t in sorted(by_kind.items(), key=lambda kv: -kv[1])]
     lines += ["", "| operator | calls | self CPU | share |", "|---|---:|---:|---:|"]
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
-        lines.append(f"| {e.key} | {e.count} | {e.self_cpu_time_total / 1e3:.0f} ms | "
-                     f"{100 * e.self_cpu_time_total / total:.1f}% |")
+        lines.append(
+            f"| {e.key} | {e.count} | {e.self_cpu_time_total / 1e3:.0f} ms | "
+            f"{100 * e.self_cpu_time_total / total:.1f}% |"
+        )
     return "\n".join(lines)
 
 
@@ -94,15 +135,25 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--top", type=int, default=12, help="operators to list (default 12)")
     args = parser.parse_args(argv)
-    bench_args = ["--threads", str(args.threads), "--optimizer", args.optimizer, "--warmup", str(args.warmup),
-                  "--preset", args.preset] + (["--small"] if args.small else [])
+    bench_args = [
+        "--threads",
+        str(args.threads),
+        "--optimizer",
+        args.optimizer,
+        "--warmup",
+        str(args.warmup),
+        "--preset",
+        args.preset,
+    ] + (["--small"] if args.small else [])
     settings = bench_gpt.settings_from_args(bench_gpt.parse_args(bench_args))
     torch.set_num_threads(settings.threads)
     for kind in args.models.split(","):
         if kind not in bench_gpt.KINDS:
             parser.error(f"unknown model {kind!r}; choose from {', '.join(bench_gpt.KINDS)}")
-        print(f"\n### {bench_gpt.LABELS[kind]}: one training step, {settings.threads} threads, "
-              f"AdamW ({settings.optimizer})\n")
+        print(
+            f"\n### {bench_gpt.LABELS[kind]}: one training step, {settings.threads} threads, "
+            f"AdamW ({settings.optimizer})\n"
+        )
         print(summarise(profile_step(kind, settings), args.top), flush=True)
     return 0
 

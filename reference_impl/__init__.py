@@ -15,7 +15,9 @@ Modules by concept:
 * ``instruct``  -- chapter 7: Alpaca prompts, padded batches, responses, an offline ROUGE-L score
 * ``judge``     -- a larger LLM (Ollama) as the judge of the responses
 * ``lora``      -- appendix E: low-rank adaptation
-* ``checks``, ``grading`` -- feedback for the exercises, and the instructor's nbgrader commands
+
+The course's tooling (exercise checks, batch grading, notebook authoring) is not part of it:
+it lives beside it, in ``course_tools``.
 """
 
 from .model import GPTConfig, GPTModel

@@ -190,7 +190,7 @@ class FusedMultiHeadAttention(nn.Module):
         self.dropout = dropout
         self.qkv = nn.Linear(d_in, 3 * d_out, bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out)
-        self._register_load_state_dict_pre_hook(_fuse_separate_qkv)
+        self.register_load_state_dict_pre_hook(_load_book_layout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         b, num_tokens, _ = x.shape
@@ -213,10 +213,31 @@ class FusedMultiHeadAttention(nn.Module):
         return self.out_proj(merge_heads(context))
 
 
-def _fuse_separate_qkv(state_dict, prefix, *args, **kwargs):
-    # Accept the book's layout (W_query, W_key, W_value) by stacking it into ``qkv``.
-    for kind in ("weight", "bias"):
-        names = [f"{prefix}W_{part}.{kind}" for part in ("query", "key", "value")]
-        if all(name in state_dict for name in names):
-            state_dict[f"{prefix}qkv.{kind}"] = torch.cat([state_dict.pop(name) for name in names], dim=0)
-    state_dict.pop(f"{prefix}mask", None)
+def fuse_separate_qkv(state_dict, prefix: str = "") -> dict:
+    """A copy of ``state_dict`` with the book's attention layout turned into the fused one.
+
+    The book's ``MultiHeadAttention`` keeps three projections, ``{prefix}W_query``,
+    ``{prefix}W_key`` and ``{prefix}W_value``; ``FusedMultiHeadAttention`` keeps them stacked
+    (query rows, then key rows, then value rows) in ``{prefix}qkv``. With ``prefix=""`` every
+    attention layer of a whole model's state dict is converted. The book's ``mask`` buffer
+    is dropped: the fused layer builds its mask when it needs one.
+    """
+    state_dict = dict(state_dict)
+    suffix = "W_query.weight"
+    prefixes = {name[: -len(suffix)] for name in state_dict if name.startswith(prefix) and name.endswith(suffix)}
+    for layer in prefixes:
+        for kind in ("weight", "bias"):
+            names = [f"{layer}W_{part}.{kind}" for part in ("query", "key", "value")]
+            if all(name in state_dict for name in names):
+                state_dict[f"{layer}qkv.{kind}"] = torch.cat([state_dict.pop(name) for name in names], dim=0)
+        state_dict.pop(f"{layer}mask", None)
+    return state_dict
+
+
+def _load_book_layout(module, state_dict, prefix, *args) -> None:
+    # A load_state_dict pre-hook: the book's layout loads into the fused layer unchanged.
+    # The hook must change the state dict in place.
+    converted = fuse_separate_qkv(state_dict, prefix)
+    for name in [name for name in state_dict if name.startswith(prefix) and name not in converted]:
+        del state_dict[name]
+    state_dict.update({name: value for name, value in converted.items() if name.startswith(prefix)})

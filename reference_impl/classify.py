@@ -209,7 +209,14 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter: int) -> t
 
 
 def train_classifier_simple(
-    model, train_loader, val_loader, optimizer, device, num_epochs: int, eval_freq: int, eval_iter: int,
+    model,
+    train_loader,
+    val_loader,
+    optimizer,
+    device,
+    num_epochs: int,
+    eval_freq: int,
+    eval_iter: int,
     show_progress: bool = True,
 ):
     """Chapter 6's training loop; returns ``train_losses, val_losses, train_accs, val_accs, examples_seen``.
@@ -240,8 +247,7 @@ def train_classifier_simple(
                     val_losses.append(val_loss)
                     progress.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}")
                     tqdm.write(
-                        f"Ep {epoch + 1} (Step {global_step:06d}): "
-                        f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
+                        f"Ep {epoch + 1} (Step {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
                     )
             train_accuracy = calc_accuracy_loader(train_loader, model, device, num_batches=eval_iter)
             val_accuracy = calc_accuracy_loader(val_loader, model, device, num_batches=eval_iter)
@@ -257,7 +263,7 @@ def train_classifier_simple(
 def classify_review(
     text: str, model, tokenizer, device, max_length: int | None = None, pad_token_id: int = 50256
 ) -> str:
-    """"spam" or "not spam" for one message, prepared as ``SpamDataset`` prepares training data.
+    """ "spam" or "not spam" for one message, prepared as ``SpamDataset`` prepares training data.
 
     The ids are cut to ``max_length`` and to the model's context length, then padded to
     ``max_length`` (give the training set's ``.max_length``: the model learned on that length).

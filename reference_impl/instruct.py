@@ -31,8 +31,7 @@ PAD_TOKEN_ID = 50256  # GPT-2's <|endoftext|>: ends every answer and pads the ba
 IGNORE_INDEX = -100  # the target value torch.nn.functional.cross_entropy skips by default
 
 PROMPT_INTRO = (
-    "Below is an instruction that describes a task. "
-    "Write a response that appropriately completes the request."
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 )
 
 

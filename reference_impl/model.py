@@ -10,7 +10,6 @@ fused form (see ``reference_impl.attention``).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 

@@ -134,9 +134,7 @@ N_BYTES = 256
 Pair = tuple[int, int]
 
 
-def get_pair_counts(
-    ids: Sequence[int], counts: Counter[Pair] | None = None, weight: int = 1
-) -> Counter[Pair]:
+def get_pair_counts(ids: Sequence[int], counts: Counter[Pair] | None = None, weight: int = 1) -> Counter[Pair]:
     """Count each pair of neighbouring ids.
 
     ``get_pair_counts([1, 2, 3, 1, 2]) == {(1, 2): 2, (2, 3): 1, (3, 1): 1}``.
@@ -257,14 +255,10 @@ class BPETokenizer:
         self.special_tokens = dict(special_tokens or {})
 
         # vocab: id -> the bytes it stands for. A merged token is its two parts joined.
-        self.vocab: dict[int, bytes] = {
-            token_id: bytes([byte]) for byte, token_id in enumerate(self.byte_ids)
-        }
+        self.vocab: dict[int, bytes] = {token_id: bytes([byte]) for byte, token_id in enumerate(self.byte_ids)}
         for rank, (left, right) in enumerate(self.merges):
             if left not in self.vocab or right not in self.vocab:
-                raise ValueError(
-                    f"merge {rank} joins ({left}, {right}), but an id must exist before a merge uses it"
-                )
+                raise ValueError(f"merge {rank} joins ({left}, {right}), but an id must exist before a merge uses it")
             self.vocab[N_BYTES + rank] = self.vocab[left] + self.vocab[right]
         for token, token_id in self.special_tokens.items():
             if not token:
@@ -415,9 +409,7 @@ class BPETokenizer:
         if tokens == "all":
             return set(self.special_tokens)
         if isinstance(tokens, str):
-            raise TypeError(
-                f"pass a set of special tokens, e.g. {{{tokens!r}}}, or 'all', not the string {tokens!r}"
-            )
+            raise TypeError(f"pass a set of special tokens, e.g. {{{tokens!r}}}, or 'all', not the string {tokens!r}")
         unknown = set(tokens) - set(self.special_tokens)
         if unknown:
             raise ValueError(
@@ -462,10 +454,7 @@ class BPETokenizer:
         return self.special_tokens.get(END_OF_TEXT)
 
     def __repr__(self) -> str:
-        return (
-            f"BPETokenizer(n_vocab={self.n_vocab}, merges={len(self.merges)}, "
-            f"special_tokens={self.special_tokens})"
-        )
+        return f"BPETokenizer(n_vocab={self.n_vocab}, merges={len(self.merges)}, special_tokens={self.special_tokens})"
 
 
 def _split_on_special_tokens(text: str, special_tokens: Collection[str]) -> list[str]:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from .attention import fuse_separate_qkv
 from .download import atomic_write
 from .generate import generate_text_simple, text_to_token_ids, token_ids_to_text
 
@@ -141,9 +142,7 @@ def _check_schedule(total_steps, peak_lr, warmup_steps, initial_lr, min_lr, cosi
     if warmup_steps < 0:
         raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
     if warmup_steps > 0 and initial_lr is None:
-        raise ValueError(
-            f"warmup_steps={warmup_steps} needs initial_lr, the rate to start from (appendix D uses 1e-5)"
-        )
+        raise ValueError(f"warmup_steps={warmup_steps} needs initial_lr, the rate to start from (appendix D uses 1e-5)")
     if warmup_steps == 0 and initial_lr is not None:
         raise ValueError("initial_lr is only used by a warm-up: set warmup_steps > 0 as well")
     if cosine_decay and min_lr is None:
@@ -271,10 +270,7 @@ def train_model_simple(
                 train_losses.append(train_loss)
                 val_losses.append(val_loss)
                 track_tokens_seen.append(tokens_seen)
-                _print(
-                    f"Ep {epoch + 1} (Step {global_step:06d}): "
-                    f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
-                )
+                _print(f"Ep {epoch + 1} (Step {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
 
         if print_samples and is_main and start_context is not None and tokenizer is not None:
             generate_and_print_sample(bare_model, tokenizer, device, start_context)
@@ -404,7 +400,9 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu") -> dict:
         raise ValueError(f"{path} is not a model checkpoint: it holds no 'model_state_dict'")
 
     model = unwrap_model(model)
-    model_state = _as_loaded_by(model, model_state)
+    # The book's attention layout (W_query, W_key, W_value) is stacked into the fused ``qkv``,
+    # as the model's own loading does, so that the fit check sees the names it will load.
+    model_state = fuse_separate_qkv(model_state)
     _check_fits(model, model_state)
     if optimizer is not None:
         if optimizer_state is None:
@@ -414,21 +412,6 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu") -> dict:
     return extra
 
 
-def _as_loaded_by(model, state_dict: Mapping) -> dict:
-    """The state dict after the model's load pre-hooks ran on it.
-
-    Modules may rename keys while loading (the fused attention stacks the book's W_query,
-    W_key and W_value into ``qkv``); checking the checkpoint against the model must see
-    the keys the way ``load_state_dict`` will.
-    """
-    state_dict = dict(state_dict)
-    for prefix, module in model.named_modules():
-        prefix = f"{prefix}." if prefix else ""
-        for hook in getattr(module, "_load_state_dict_pre_hooks", {}).values():
-            hook(state_dict, prefix, {}, True, [], [], [])
-    return state_dict
-
-
 def _check_fits(model, state_dict: Mapping) -> None:
     expected = model.state_dict()
     problem = None
@@ -436,10 +419,7 @@ def _check_fits(model, state_dict: Mapping) -> None:
         if name not in state_dict:
             problem = f"the model has {name} (shape {_shape(tensor)}) but the checkpoint does not"
         elif state_dict[name].shape != tensor.shape:
-            problem = (
-                f"{name} has shape {_shape(state_dict[name])} in the checkpoint "
-                f"but {_shape(tensor)} in the model"
-            )
+            problem = f"{name} has shape {_shape(state_dict[name])} in the checkpoint but {_shape(tensor)} in the model"
         if problem:
             break
     else:
@@ -448,9 +428,7 @@ def _check_fits(model, state_dict: Mapping) -> None:
             name = unexpected[0]
             problem = f"the checkpoint has {name} (shape {_shape(state_dict[name])}) but the model does not"
     if problem:
-        raise ValueError(
-            f"checkpoint does not fit this model: {problem} — was it saved from another configuration?"
-        )
+        raise ValueError(f"checkpoint does not fit this model: {problem} — was it saved from another configuration?")
 
 
 def _shape(tensor: torch.Tensor) -> str:

@@ -18,6 +18,8 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import bench_gpt  # noqa: E402
 
+pytestmark = pytest.mark.slow  # times models against Hugging Face's: make test runs it, make test-fast does not
+
 ROWS = [
     "training tokens/s (median step)",
     "training tokens/s (best step)",
@@ -36,9 +38,20 @@ def small_run(tmp_path_factory):
     # process that has not run parallel (OpenMP) kernels yet, and pytest's has.
     json_path = tmp_path_factory.mktemp("bench") / "out.json"
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_gpt.py"), "--small", "--steps", "2", "--decode-repeats", "1",
-         "--json", str(json_path)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_gpt.py"),
+            "--small",
+            "--steps",
+            "2",
+            "--decode-repeats",
+            "1",
+            "--json",
+            str(json_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout, json_path

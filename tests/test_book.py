@@ -34,10 +34,11 @@ def toc_file(doc: str) -> Path | None:
 
 
 def book_pages() -> list[Path]:
-    """The .md and .ipynb files under book/, but not the figures' folder."""
+    """The .md and .ipynb files under book/, but not the figures' folder nor the notebooks'
+    text sources (book/_src, see book/jupytext.toml)."""
     pages = [p for suffix in PAGE_SUFFIXES for p in BOOK.rglob(f"*{suffix}")]
-    return sorted(p for p in pages if "figures" not in p.relative_to(BOOK).parts
-                  and ".ipynb_checkpoints" not in p.parts)
+    skipped = {"figures", "_src", ".ipynb_checkpoints"}
+    return sorted(p for p in pages if not skipped & set(p.relative_to(BOOK).parts))
 
 
 def book_notebooks() -> list[Path]:
@@ -69,7 +70,9 @@ def test_every_toc_entry_is_a_file(doc):
 def test_every_page_under_book_is_in_the_toc():
     listed = set(toc_documents())
     missing = [relative(p) for p in book_pages() if relative(p.with_suffix("")) not in listed]
-    assert not missing, f"pages under book/ that _toc.yml does not list (add them, or move them to book/figures/): {missing}"
+    assert not missing, (
+        f"pages under book/ that _toc.yml does not list (add them, or move them to book/figures/): {missing}"
+    )
 
 
 def test_the_book_is_built_from_stored_outputs_only():
@@ -80,6 +83,7 @@ def test_the_book_is_built_from_stored_outputs_only():
 
 
 # --- every notebook is stored valid, executed in order, and clean -------------------------
+
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
@@ -142,8 +146,11 @@ def output_texts(output) -> list[str]:
     if output.output_type == "stream":
         return [output.text]
     if output.output_type in ("execute_result", "display_data"):
-        return [value if isinstance(value, str) else "".join(value)
-                for mime, value in output.data.items() if mime.startswith("text/")]
+        return [
+            value if isinstance(value, str) else "".join(value)
+            for mime, value in output.data.items()
+            if mime.startswith("text/")
+        ]
     return []
 
 

@@ -1,4 +1,4 @@
-"""reference_impl.checks: the exact messages of every check, and the reference-impl guard."""
+"""course_tools.checks: the exact messages of every check, and the reference-impl guard."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference_impl import tokenizer as reference_tokenizer
-from reference_impl.checks import (
+from course_tools.checks import (
     CheckFailed,
     expect_close,
     expect_equal,
@@ -24,6 +23,7 @@ from reference_impl.checks import (
     forbid_reference_impl,
     show_warnings_on_stdout,
 )
+from reference_impl import tokenizer as reference_tokenizer
 from reference_impl.model import GELU as G  # an aliased import: the guard must still see it
 
 
@@ -53,7 +53,10 @@ def test_expect_type():
 
 def test_expect_true():
     expect_true(1 + 1 == 2, "never shown")
-    assert failure(expect_true, [], "the vocabulary is empty: did you return it?") == "the vocabulary is empty: did you return it?"
+    assert (
+        failure(expect_true, [], "the vocabulary is empty: did you return it?")
+        == "the vocabulary is empty: did you return it?"
+    )
 
 
 # --- expect_shape -----------------------------------------------------------------------
@@ -140,15 +143,23 @@ def test_expect_equal_scalars_and_kinds():
     assert failure(expect_equal, 1285, 1286, "len(dataset)") == "len(dataset) is 1285, expected 1286"
     assert failure(expect_equal, 3.0, 3, "count") == "count should be an int, got float"
     assert failure(expect_equal, True, 1, "count") == "count should be an int, got bool"
-    assert failure(expect_equal, None, 0, "count", hint="did you return it?") == "count should be an int, got NoneType: did you return it?"
+    assert (
+        failure(expect_equal, None, 0, "count", hint="did you return it?")
+        == "count should be an int, got NoneType: did you return it?"
+    )
 
 
 def test_expect_equal_lists_name_the_first_differing_position():
     assert failure(expect_equal, [1, 2, 3], [1, 2, 4], "ids") == "ids[2] is 3, expected 4"
     assert failure(expect_equal, [[1, 2], [3, 4]], [[1, 2], [3, 5]], "pairs") == "pairs[1][1] is 4, expected 5"
     assert failure(expect_equal, [1, 9, 3], [1, 2], "ids") == "ids[1] is 9, expected 2 (ids has 3 items, expected 2)"
-    assert failure(expect_equal, [1, 2, 3], [1, 2], "ids") == "ids has 3 items, expected 2: the first extra one is ids[2] = 3"
-    assert failure(expect_equal, [1], [1, 2], "ids") == "ids has 1 items, expected 2: the first missing one is ids[1] = 2"
+    assert (
+        failure(expect_equal, [1, 2, 3], [1, 2], "ids")
+        == "ids has 3 items, expected 2: the first extra one is ids[2] = 3"
+    )
+    assert (
+        failure(expect_equal, [1], [1, 2], "ids") == "ids has 1 items, expected 2: the first missing one is ids[1] = 2"
+    )
     assert failure(expect_equal, "1 2", [1, 2], "ids") == "ids should be a list, got str"
 
 
@@ -160,7 +171,10 @@ def test_expect_equal_strings_name_the_first_differing_character():
         "decoded differs at character 3: got the end of the text, expected 'def'"
     )
     long_text = "x" * 50
-    assert failure(expect_equal, long_text + "!", long_text + "?") == "output differs at character 50: got '!', expected '?'"
+    assert (
+        failure(expect_equal, long_text + "!", long_text + "?")
+        == "output differs at character 50: got '!', expected '?'"
+    )
     assert failure(expect_equal, "a" + "b" * 30, "a" + "c" * 30) == (
         "output differs at character 1: got 'bbbbbbbbbbbbbbbbbbbb'..., expected 'cccccccccccccccccccc'..."
     )
@@ -184,11 +198,14 @@ def test_expect_equal_integer_tensors():
         "inputs differs at 2 of 4 positions; the first is [0, 0]: got 41, expected 40: shifted?"
     )
     assert failure(expect_equal, expected.T.reshape(4), expected, "inputs") == "inputs shape (4,), expected (2, 2)"
-    assert failure(expect_equal, expected.float(), expected, "inputs") == "inputs has dtype torch.float32, expected torch.int64"
-    assert failure(expect_equal, expected.tolist(), expected, "inputs") == "inputs should be a torch.Tensor, got list"
-    assert failure(expect_equal, (torch.tensor([1]), torch.tensor([3])), [torch.tensor([1]), torch.tensor([2])], "item") == (
-        "item[1] differs at 1 of 1 positions; the first is [0]: got 3, expected 2"
+    assert (
+        failure(expect_equal, expected.float(), expected, "inputs")
+        == "inputs has dtype torch.float32, expected torch.int64"
     )
+    assert failure(expect_equal, expected.tolist(), expected, "inputs") == "inputs should be a torch.Tensor, got list"
+    assert failure(
+        expect_equal, (torch.tensor([1]), torch.tensor([3])), [torch.tensor([1]), torch.tensor([2])], "item"
+    ) == ("item[1] differs at 1 of 1 positions; the first is [0]: got 3, expected 2")
 
 
 # --- forbid_reference_impl --------------------------------------------------------------
@@ -229,7 +246,9 @@ def test_forbid_catches_a_subclass_that_calls_super():
             return super().encode(text)
 
     tokenizer = MyTokenizer(reference_tokenizer.build_vocab("the cat"))  # outside the block: allowed
-    with pytest.raises(CheckFailed, match=r"your code calls reference_impl\.tokenizer\.SimpleTokenizerV\d\.encode instead"):
+    with pytest.raises(
+        CheckFailed, match=r"your code calls reference_impl\.tokenizer\.SimpleTokenizerV\d\.encode instead"
+    ):
         with forbid_reference_impl():
             tokenizer.encode("the dog")
 
@@ -241,7 +260,9 @@ def test_forbid_still_fails_when_the_learner_swallows_the_error():
         except Exception:
             return {}
 
-    with pytest.raises(CheckFailed, match="your code calls reference_impl.tokenizer.build_vocab instead of implementing it"):
+    with pytest.raises(
+        CheckFailed, match="your code calls reference_impl.tokenizer.build_vocab instead of implementing it"
+    ):
         with forbid_reference_impl():
             sneaky("a b")
     assert sys.getprofile() is None
@@ -285,7 +306,7 @@ def test_forbid_restores_the_previous_profile_functions_even_on_exceptions():
     try:
         with pytest.raises(ZeroDivisionError):
             with forbid_reference_impl():
-                1 / 0
+                _ = 1 / 0
         assert sys.getprofile() is previous and threading.getprofile() is previous
         with pytest.raises(CheckFailed):
             with forbid_reference_impl():

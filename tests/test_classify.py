@@ -59,8 +59,13 @@ def test_sms_spam_collection_counts(sms_rows):
     )
     # quotes are part of the text, not CSV quoting
     assert sum('"' in text for _, text in sms_rows) > 0
-    assert any(text.endswith('so happy about "the cave". I\'m sorry I didn\'t and don\'t have more to give. '
-                             "I'm sorry i offered. I'm sorry your room was so embarassing.") for _, text in sms_rows)
+    assert any(
+        text.endswith(
+            "so happy about \"the cave\". I'm sorry I didn't and don't have more to give. "
+            "I'm sorry i offered. I'm sorry your room was so embarassing."
+        )
+        for _, text in sms_rows
+    )
 
 
 def test_balanced_dataset_keeps_all_spam_and_as_many_ham(sms_rows):
@@ -242,8 +247,15 @@ def test_tiny_gpt_learns_to_classify_spam(sms_rows, tokenizer, one_thread):
     # fused: on CPU the default AdamW spends most of each step updating the 50257 x 64 embedding
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.1, fused=True)
     train_losses, val_losses, train_accs, val_accs, examples_seen = train_classifier_simple(
-        model, train_loader, validation_loader, optimizer, "cpu",
-        num_epochs=2, eval_freq=50, eval_iter=2, show_progress=False,
+        model,
+        train_loader,
+        validation_loader,
+        optimizer,
+        "cpu",
+        num_epochs=2,
+        eval_freq=50,
+        eval_iter=2,
+        show_progress=False,
     )
     assert len(train_loader) == 65 and examples_seen == 2 * 65 * 16
     assert len(train_losses) == len(val_losses) == 3  # steps 0, 50, 100

@@ -18,6 +18,8 @@ from reference_impl.distributed import create_distributed_dataloader, main, setu
 from reference_impl.model import GPTConfig, GPTModel
 from reference_impl.train import load_checkpoint
 
+pytestmark = pytest.mark.slow  # starts processes that import torch: make test runs it, make test-fast does not
+
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "Every effort moves you forward, one small step at a time. " * 6  # 78 GPT-2 tokens
 
@@ -32,9 +34,12 @@ class CountingTokenizer:
 def test_each_process_gets_its_share_of_every_global_batch():
     text = " ".join(str(i) for i in range(17))  # 16 input-target pairs of one token each
     shares = [
-        [batch.flatten().tolist() for batch, _ in create_distributed_dataloader(
-            text, CountingTokenizer(), batch_size=2, max_length=1, stride=1, rank=rank, world_size=2, shuffle=False
-        )]  # fmt: skip
+        [
+            batch.flatten().tolist()
+            for batch, _ in create_distributed_dataloader(
+                text, CountingTokenizer(), batch_size=2, max_length=1, stride=1, rank=rank, world_size=2, shuffle=False
+            )
+        ]  # fmt: skip
         for rank in range(2)
     ]
     assert shares == [
@@ -98,7 +103,7 @@ def test_two_processes_train_exactly_like_one_with_the_global_batch(tmp_path, ca
 
     ddp_model, single_model = (restore(tmp_path / name) for name in ("ddp.pth", "single.pth"))
     for (name, a), b in zip(ddp_model.named_parameters(), single_model.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
     torch.manual_seed(7)
     untrained = GPTModel(single_model.cfg)
     moved = max((a - b).abs().max().item() for a, b in zip(single_model.parameters(), untrained.parameters()))

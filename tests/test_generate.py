@@ -76,11 +76,13 @@ def test_in_a_batch_finished_sequences_are_padded_with_the_end_token(model):
 
 @pytest.mark.parametrize(
     "idx, kwargs, error, message",
-    [(torch.zeros(1, 0, dtype=torch.long), {}, ValueError, "prompt is empty"),
-     (torch.tensor([1, 2]), {}, ValueError, r"\(batch, tokens\)"),
-     (torch.ones(1, 2), {}, TypeError, "integer token ids"),
-     (torch.ones(1, 2, dtype=torch.long), {"temperature": -1.0}, ValueError, "temperature"),
-     (torch.ones(1, 2, dtype=torch.long), {"top_k": 0}, ValueError, "top_k")],
+    [
+        (torch.zeros(1, 0, dtype=torch.long), {}, ValueError, "prompt is empty"),
+        (torch.tensor([1, 2]), {}, ValueError, r"\(batch, tokens\)"),
+        (torch.ones(1, 2), {}, TypeError, "integer token ids"),
+        (torch.ones(1, 2, dtype=torch.long), {"temperature": -1.0}, ValueError, "temperature"),
+        (torch.ones(1, 2, dtype=torch.long), {"top_k": 0}, ValueError, "top_k"),
+    ],
 )
 def test_bad_prompts_and_options_are_refused(model, idx, kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from reference_impl.grading import (
+from course_tools.grading import (
     REPORT_COLUMNS,
     STATUSES,
     Course,
@@ -33,11 +33,15 @@ from reference_impl.grading import (
     sha256_tree,
 )
 
+
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = find_assignments(ROOT / "solutions")
 BAD_BATCH_ASSIGNMENT = "ch02"  # its exercises are the ones the bad submissions break
 
-pytestmark = pytest.mark.skipif(not ASSIGNMENTS, reason="no assignments under solutions/")
+pytestmark = [
+    pytest.mark.slow,  # runs nbgrader on whole classes of notebooks: make test runs it, make test-fast does not
+    pytest.mark.skipif(not ASSIGNMENTS, reason="no assignments under solutions/"),
+]
 
 
 # ---------------------------------------------------------------------------------------
@@ -76,7 +80,9 @@ def cell_by_id(notebook, grade_id: str):
 
 def without_markers(source: str) -> str:
     """A solution as a student would type it: the source's code without nbgrader's markers."""
-    return "\n".join(line for line in source.splitlines() if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+    return "\n".join(
+        line for line in source.splitlines() if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")
+    )
 
 
 def solve_exercises(release_nb, source_nb, ks) -> nbformat.NotebookNode:
@@ -137,7 +143,9 @@ def gradebook_scores(course: Course, assignment: str) -> dict[str, dict[str, flo
 def course(tmp_path_factory) -> Course:
     root = tmp_path_factory.mktemp("course")
     shutil.copy(ROOT / "nbgrader_config.py", root)
-    shutil.copytree(ROOT / "solutions", root / "solutions", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    shutil.copytree(
+        ROOT / "solutions", root / "solutions", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
+    )
     course = Course.at(root)
     generate(course)
     return course
@@ -149,8 +157,14 @@ def test_exercises_folder_is_what_generate_makes_from_solutions(course, assignme
     # files were made by another run, in another folder, at another time.
     fresh = {path.name: path.read_bytes() for path in (course.release / assignment).rglob("*") if path.is_file()}
     committed_dir = ROOT / "exercises" / assignment
-    committed = {path.name: path.read_bytes() for path in committed_dir.rglob("*") if path.is_file()} if committed_dir.is_dir() else {}
-    assert sorted(committed) == sorted(fresh), f"exercises/{assignment} has other files than generate makes: run `make exercises`"
+    committed = (
+        {path.name: path.read_bytes() for path in committed_dir.rglob("*") if path.is_file()}
+        if committed_dir.is_dir()
+        else {}
+    )
+    assert sorted(committed) == sorted(fresh), (
+        f"exercises/{assignment} has other files than generate makes: run `make exercises`"
+    )
     for name in fresh:
         assert committed[name] == fresh[name], f"exercises/{assignment}/{name} is out of date: run `make exercises`"
 
@@ -187,8 +201,12 @@ class Batch:
 @pytest.fixture(scope="module", params=ASSIGNMENTS)
 def batch(request, course) -> Batch:
     assignment = request.param
-    release = {path.name: nbformat.read(path, as_version=4) for path in notebook_paths(course.root, "exercises", assignment)}
-    source = {path.name: nbformat.read(path, as_version=4) for path in notebook_paths(course.root, "solutions", assignment)}
+    release = {
+        path.name: nbformat.read(path, as_version=4) for path in notebook_paths(course.root, "exercises", assignment)
+    }
+    source = {
+        path.name: nbformat.read(path, as_version=4) for path in notebook_paths(course.root, "solutions", assignment)
+    }
     exercises = [exercise for name in sorted(source) for exercise in exercises_of(source[name])]
     odd = list(range(0, len(exercises), 2))  # exercises 1, 3, 5, ... (0-based indices 0, 2, 4, ...)
     even = list(range(1, len(exercises), 2))
@@ -317,9 +335,9 @@ def bad_batch(course):
         solution_cell(nb, 5).source += "\n\nfor i in range(5000):\n    print('debug line', i)"
 
     def delegate(nb):
-        solution_cell(nb, 0).source = (
-            "from reference_impl.tokenizer import simple_split\n\n\ndef split_text(text):\n    return simple_split(text)"
-        )
+        solution_cell(
+            nb, 0
+        ).source = "from reference_impl.tokenizer import simple_split\n\n\ndef split_text(text):\n    return simple_split(text)"
 
     submissions = {
         "good": {name: everything},
@@ -368,7 +386,9 @@ def test_bad_batch_grades_every_student_with_an_explained_outcome(bad_batch):
     report = bad_batch["report"]
     assert sorted(report) == sorted(expected)
     got = {student: (row["status"], float(row["score"])) for student, row in report.items()}
-    assert got == expected, {student: report[student]["explanation"] for student in report if got[student] != expected[student]}
+    assert got == expected, {
+        student: report[student]["explanation"] for student in report if got[student] != expected[student]
+    }
     for student, row in report.items():
         assert list(row) == list(REPORT_COLUMNS)
         assert row["status"] in STATUSES
@@ -379,7 +399,10 @@ def test_bad_batch_grades_every_student_with_an_explained_outcome(bad_batch):
 def test_bad_batch_explanations_name_the_cell_and_the_cause(bad_batch):
     exercises = bad_batch["exercises"]
     explanation = {student: row["explanation"] for student, row in bad_batch["report"].items()}
-    assert f"{exercises[0].solution_ids[0]} ran longer than {BAD_TIMEOUT} s and was interrupted" in explanation["infinite_loop"]
+    assert (
+        f"{exercises[0].solution_ids[0]} ran longer than {BAD_TIMEOUT} s and was interrupted"
+        in explanation["infinite_loop"]
+    )
     assert explanation["exception"] == (
         f"{exercises[1].solution_ids[0]} raised ValueError: my code is not ready; "
         f"failing: {exercises[1].test_id} (NameError: name 'build_vocab' is not defined)"
@@ -394,8 +417,14 @@ def test_bad_batch_explanations_name_the_cell_and_the_cause(bad_batch):
     )
     assert explanation["malformed"].startswith("ch02_exercises.ipynb is not a readable notebook: ")
     assert explanation["kernel_dies"].startswith("the kernel died while running the notebook")
-    assert "not graded: 0 for every exercise (nbgrader's log: reports/logs/ch02/kernel_dies.log)" in explanation["kernel_dies"]
-    assert explanation["flood"] == f"{exercises[5].solution_ids[0]} printed more lines than the grader keeps; the graded notebook has the first ones"
+    assert (
+        "not graded: 0 for every exercise (nbgrader's log: reports/logs/ch02/kernel_dies.log)"
+        in explanation["kernel_dies"]
+    )
+    assert (
+        explanation["flood"]
+        == f"{exercises[5].solution_ids[0]} printed more lines than the grader keeps; the graded notebook has the first ones"
+    )
     assert (
         f"{exercises[0].test_id}: your code calls reference_impl.tokenizer.simple_split instead of implementing it"
         in explanation["delegates"]
@@ -409,7 +438,10 @@ def test_bad_batch_explanations_name_the_cell_and_the_cause(bad_batch):
 def test_bad_batch_keeps_the_good_students_full_marks_in_the_gradebook(bad_batch):
     exercises = bad_batch["exercises"]
     grades = bad_batch["gradebook"]["good"]
-    assert grades == {**{exercise.test_id: exercise.points for exercise in exercises}, "total": sum(e.points for e in exercises)}
+    assert grades == {
+        **{exercise.test_id: exercise.points for exercise in exercises},
+        "total": sum(e.points for e in exercises),
+    }
 
 
 def test_failed_grading_replaces_grades_of_an_earlier_run_with_zero(bad_batch):
@@ -453,7 +485,15 @@ def test_flooded_output_is_cut_in_the_graded_notebook(bad_batch):
 
 def small_release_notebook() -> nbformat.NotebookNode:
     def cell(kind, grade_id, source, **flags):
-        meta = {"grade": False, "grade_id": grade_id, "locked": False, "schema_version": 3, "solution": False, "task": False, **flags}
+        meta = {
+            "grade": False,
+            "grade_id": grade_id,
+            "locked": False,
+            "schema_version": 3,
+            "solution": False,
+            "task": False,
+            **flags,
+        }
         make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
         return make(source, id=grade_id.replace("_", "-"), metadata={"nbgrader": meta})
 
@@ -477,7 +517,11 @@ def test_restore_deleted_cells_puts_back_solution_and_read_only_cells_in_place()
     release = small_release_notebook()
     submission = copy.deepcopy(release)
     cell_by_id(submission, "ex1_solution").source = "def f():\n    return 1"
-    submission.cells = [cell for cell in submission.cells if nbgrader_meta(cell).get("grade_id") not in ("setup", "ex2_solution", "ex2_tests")]
+    submission.cells = [
+        cell
+        for cell in submission.cells
+        if nbgrader_meta(cell).get("grade_id") not in ("setup", "ex2_solution", "ex2_tests")
+    ]
     restored = restore_deleted_cells(submission, release)
     assert restored == ["setup", "ex2_solution"]
     # The checks cell is left to nbgrader, which puts it back after the solution cell.
@@ -513,7 +557,10 @@ def test_command_line_explains_a_wrong_course_folder_or_assignment(tmp_path, cap
     assert main(["--course-dir", str(tmp_path), "generate"]) == 1
     assert f"{tmp_path} has no nbgrader_config.py" in capsys.readouterr().err
     assert main(["--course-dir", str(course.root), "autograde", "ch99"]) == 1
-    assert f"no assignment 'ch99' in {course.source}: the assignments are {', '.join(ASSIGNMENTS)}" in capsys.readouterr().err
+    assert (
+        f"no assignment 'ch99' in {course.source}: the assignments are {', '.join(ASSIGNMENTS)}"
+        in capsys.readouterr().err
+    )
 
 
 def test_command_line_help_lists_the_commands(capsys):

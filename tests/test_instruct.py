@@ -320,8 +320,18 @@ def test_end_to_end_on_a_tiny_model(instruction_data, tokenizer, tmp_path):
     val_loss_before = calc_loss_loader(val_loader, model, "cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
     history = train_model_simple(
-        model, train_loader, val_loader, optimizer, "cpu", num_epochs=1, eval_freq=100, eval_iter=1,
-        start_context=None, tokenizer=tokenizer, show_progress=False, print_samples=False,
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        "cpu",
+        num_epochs=1,
+        eval_freq=100,
+        eval_iter=1,
+        start_context=None,
+        tokenizer=tokenizer,
+        show_progress=False,
+        print_samples=False,
     )
     assert len(history.learning_rates) == 2  # 10 examples, batches of 5
     assert history.val_losses[0] < val_loss_before  # the shared prompt template is learnt first

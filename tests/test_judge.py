@@ -173,8 +173,9 @@ def test_generate_model_scores_asks_once_per_entry_and_parses_the_scores(ollama)
 def test_generate_model_scores_reads_another_key(ollama):
     ollama.answers = ["60"]
     entry = {**ENTRY, "other_response": "A quick car."}
-    assert generate_model_scores([entry], json_key="other_response", url=ollama.url + "/api/chat",
-                                 show_progress=False, timeout=TIMEOUT) == [60]
+    assert generate_model_scores(
+        [entry], json_key="other_response", url=ollama.url + "/api/chat", show_progress=False, timeout=TIMEOUT
+    ) == [60]
     assert "score the model response `A quick car.`" in ollama.requests[0]["body"]["messages"][0]["content"]
 
 

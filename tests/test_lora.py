@@ -63,8 +63,11 @@ def test_every_linear_is_wrapped():
     wrapped = sorted(name for name, module in model.named_modules() if isinstance(module, LinearWithLoRA))
     assert wrapped == [
         "out_head",
-        *(f"trf_blocks.{i}.{part}" for i in range(2)
-          for part in ("att.out_proj", "att.qkv", "ff.layers.0", "ff.layers.2")),
+        *(
+            f"trf_blocks.{i}.{part}"
+            for i in range(2)
+            for part in ("att.out_proj", "att.qkv", "ff.layers.0", "ff.layers.2")
+        ),
     ]
     # the only plain Linears left are the ones inside the wrappers
     assert all(name.endswith(".linear") for name, m in model.named_modules() if isinstance(m, nn.Linear))

@@ -27,8 +27,12 @@ def tiny_model(seed=123, **changes):
 
 @pytest.mark.parametrize(
     "name, emb_dim, n_layers, n_heads",
-    [("gpt2-small (124M)", 768, 12, 12), ("gpt2-medium (355M)", 1024, 24, 16),
-     ("gpt2-large (774M)", 1280, 36, 20), ("gpt2-xl (1558M)", 1600, 48, 25)],
+    [
+        ("gpt2-small (124M)", 768, 12, 12),
+        ("gpt2-medium (355M)", 1024, 24, 16),
+        ("gpt2-large (774M)", 1280, 36, 20),
+        ("gpt2-xl (1558M)", 1600, 48, 25),
+    ],
 )
 def test_presets_are_the_gpt2_sizes(name, emb_dim, n_layers, n_heads):
     cfg = GPTConfig.from_preset(name)
@@ -50,9 +54,11 @@ def test_an_unknown_preset_lists_the_known_ones():
 
 @pytest.mark.parametrize(
     "changes, message",
-    [({"emb_dim": 30}, r"emb_dim \(30\) must be divisible by n_heads \(4\)"),
-     ({"n_layers": 0}, "n_layers must be a positive integer"),
-     ({"drop_rate": 1.0}, r"drop_rate must be in \[0, 1\)")],
+    [
+        ({"emb_dim": 30}, r"emb_dim \(30\) must be divisible by n_heads \(4\)"),
+        ({"n_layers": 0}, "n_layers must be a positive integer"),
+        ({"drop_rate": 1.0}, r"drop_rate must be in \[0, 1\)"),
+    ],
 )
 def test_invalid_configurations_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -60,8 +66,15 @@ def test_invalid_configurations_are_refused(changes, message):
 
 
 def test_the_books_dict_configuration_is_accepted_and_checked():
-    book_cfg = {"vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4,
-                "n_layers": 2, "drop_rate": 0.0, "qkv_bias": False}
+    book_cfg = {
+        "vocab_size": 97,
+        "context_length": 16,
+        "emb_dim": 32,
+        "n_heads": 4,
+        "n_layers": 2,
+        "drop_rate": 0.0,
+        "qkv_bias": False,
+    }
     assert GPTModel(book_cfg).cfg == TINY
     with pytest.raises(ValueError, match="unknown configuration keys"):
         GPTModel({**book_cfg, "emb_size": 32})
@@ -152,10 +165,12 @@ def test_the_book_layout_of_attention_weights_loads_into_the_model():
 
 @pytest.mark.parametrize(
     "idx, error, message",
-    [(torch.rand(1, 4), TypeError, "token ids must be integers"),
-     (torch.tensor([1, 2, 3]), ValueError, r"shape \(batch, tokens\).*unsqueeze"),
-     (torch.zeros(1, 0, dtype=torch.long), ValueError, "empty"),
-     (torch.zeros(1, 17, dtype=torch.long), ValueError, "17 tokens exceed the context length 16")],
+    [
+        (torch.rand(1, 4), TypeError, "token ids must be integers"),
+        (torch.tensor([1, 2, 3]), ValueError, r"shape \(batch, tokens\).*unsqueeze"),
+        (torch.zeros(1, 0, dtype=torch.long), ValueError, "empty"),
+        (torch.zeros(1, 17, dtype=torch.long), ValueError, "17 tokens exceed the context length 16"),
+    ],
 )
 def test_bad_input_gets_a_clear_error(idx, error, message):
     with pytest.raises(error, match=message):

@@ -40,6 +40,7 @@ def one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 TEXT = "Every effort moves you forward, one small step at a time. " * 12
 
 
@@ -58,9 +59,7 @@ class CharTokenizer:
 
 
 TOKENIZER = CharTokenizer(TEXT)
-TINY = GPTConfig(
-    vocab_size=len(TOKENIZER.chars), context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0
-)
+TINY = GPTConfig(vocab_size=len(TOKENIZER.chars), context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0)
 
 
 def tiny_model(seed=123, cfg=TINY):
@@ -202,7 +201,7 @@ def book_train_model_simple(model, train_loader, val_loader, optimizer, device, 
     """Chapter 5's loop, as printed in the book (without the sample text)."""
     train_losses, val_losses, track_tokens_seen = [], [], []
     tokens_seen, global_step = 0, -1
-    for epoch in range(num_epochs):
+    for epoch in range(num_epochs):  # noqa: B007 (the book names it)
         model.train()
         for input_batch, target_batch in train_loader:
             optimizer.zero_grad()

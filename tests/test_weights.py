@@ -25,8 +25,13 @@ SHAPES = [(2, 2, 32, 16, 101), (3, 4, 64, 32, 257), (1, 1, 8, 8, 50)]
 
 def make_hf_model(n_layer, n_head, n_embd, n_positions, vocab_size, seed=0):
     config = transformers.GPT2Config(
-        n_layer=n_layer, n_head=n_head, n_embd=n_embd, n_positions=n_positions, vocab_size=vocab_size,
-        bos_token_id=None, eos_token_id=None,  # GPT-2's 50256 is outside these small vocabularies
+        n_layer=n_layer,
+        n_head=n_head,
+        n_embd=n_embd,
+        n_positions=n_positions,
+        vocab_size=vocab_size,
+        bos_token_id=None,
+        eos_token_id=None,  # GPT-2's 50256 is outside these small vocabularies
     )
     torch.manual_seed(seed)
     model = transformers.GPT2LMHeadModel(config).eval()
@@ -103,8 +108,17 @@ def test_hub_layout_with_mask_buffers_and_lm_head(tmp_path):
 def test_mapping_gives_exactly_our_parameter_names_and_shapes():
     hf_state = make_hf_model(2, 2, 16, 8, 30).state_dict()
     ours = gpt2_state_dict_to_ours(hf_state, n_layers=2)
-    model = GPTModel({"vocab_size": 30, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
-                      "qkv_bias": True, "tie_embeddings": True})
+    model = GPTModel(
+        {
+            "vocab_size": 30,
+            "context_length": 8,
+            "emb_dim": 16,
+            "n_heads": 2,
+            "n_layers": 2,
+            "qkv_bias": True,
+            "tie_embeddings": True,
+        }
+    )
     expected = {key: tuple(t.shape) for key, t in model.state_dict().items()}
     assert {key: tuple(t.shape) for key, t in ours.items()} == expected
     assert len(ours) == 2 + 2 * 12 + 2 + 1  # wte, wpe; 12 tensors per block; ln_f; the tied head

@@ -36,27 +36,40 @@ def save(fig, name):
 
 def box(ax, x, y, w, h, colour, fill_alpha=0.12):
     patch = FancyBboxPatch(
-        (x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.15",
-        edgecolor=colour, facecolor=colour, linewidth=1.8,
+        (x, y),
+        w,
+        h,
+        boxstyle="round,pad=0.02,rounding_size=0.15",
+        edgecolor=colour,
+        facecolor=colour,
+        linewidth=1.8,
     )
     patch.set_facecolor(matplotlib.colors.to_rgba(colour, fill_alpha))
     ax.add_patch(patch)
 
 
 def arrow(ax, start, end, colour="#555555"):
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=16,
-                                 linewidth=1.6, color=colour))
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=16, linewidth=1.6, color=colour))
 
 
 def course_stages():
     """The three stages of the course, the chapters in each, and what each stage produces."""
     stages = [
-        ("Stage 1: build", ["Ch. 2  tokens and embeddings", "Ch. 3  attention",
-                            "Ch. 4  the GPT model"], "an untrained GPT"),
-        ("Stage 2: pretrain", ["Ch. 5  training loop and loss", "Ch. 5  generating text",
-                               "Ch. 5  loading GPT-2's weights"], "a foundation model"),
-        ("Stage 3: fine-tune", ["Ch. 6  spam classifier", "Ch. 7  instruction follower",
-                                "App. E  LoRA"], "a classifier / an assistant"),
+        (
+            "Stage 1: build",
+            ["Ch. 2  tokens and embeddings", "Ch. 3  attention", "Ch. 4  the GPT model"],
+            "an untrained GPT",
+        ),
+        (
+            "Stage 2: pretrain",
+            ["Ch. 5  training loop and loss", "Ch. 5  generating text", "Ch. 5  loading GPT-2's weights"],
+            "a foundation model",
+        ),
+        (
+            "Stage 3: fine-tune",
+            ["Ch. 6  spam classifier", "Ch. 7  instruction follower", "App. E  LoRA"],
+            "a classifier / an assistant",
+        ),
     ]
     fig, ax = plt.subplots(figsize=(10.0, 2.9))
     width, height, gap = 3.1, 1.7, 0.55
@@ -64,14 +77,20 @@ def course_stages():
         x = i * (width + gap)
         colour = STAGE_COLOURS[i]
         box(ax, x, 0.55, width, height, colour)
-        ax.text(x + width / 2, 0.55 + height - 0.28, title, ha="center", va="center",
-                fontsize=12, fontweight="bold", color=colour)
+        ax.text(
+            x + width / 2,
+            0.55 + height - 0.28,
+            title,
+            ha="center",
+            va="center",
+            fontsize=12,
+            fontweight="bold",
+            color=colour,
+        )
         for j, line in enumerate(lines):
-            ax.text(x + 0.15, 0.55 + height - 0.72 - j * 0.33, line, ha="left", va="center",
-                    fontsize=9.5)
+            ax.text(x + 0.15, 0.55 + height - 0.72 - j * 0.33, line, ha="left", va="center", fontsize=9.5)
         # What the stage hands on to the next one.
-        ax.text(x + width / 2, 0.18, result, ha="center", va="center", fontsize=9.5,
-                style="italic", color="#333333")
+        ax.text(x + width / 2, 0.18, result, ha="center", va="center", fontsize=9.5, style="italic", color="#333333")
         arrow(ax, (x + width / 2, 0.55), (x + width / 2, 0.32), colour)
         if i < len(stages) - 1:
             arrow(ax, (x + width + 0.05, 0.55 + height / 2), (x + width + gap - 0.05, 0.55 + height / 2))
@@ -90,17 +109,38 @@ def next_token_prediction():
     for i, (inp, tgt) in enumerate(zip(inputs, targets)):
         x = i * (cell_w + 0.15)
         box(ax, x, 1.45, cell_w, cell_h, STAGE_COLOURS[0])
-        ax.text(x + cell_w / 2, 1.45 + cell_h / 2, inp.replace(" ", "␣"),
-                ha="center", va="center", fontsize=10, family="DejaVu Sans Mono")
+        ax.text(
+            x + cell_w / 2,
+            1.45 + cell_h / 2,
+            inp.replace(" ", "␣"),
+            ha="center",
+            va="center",
+            fontsize=10,
+            family="DejaVu Sans Mono",
+        )
         box(ax, x, 0.15, cell_w, cell_h, STAGE_COLOURS[2])
-        ax.text(x + cell_w / 2, 0.15 + cell_h / 2, tgt.replace(" ", "␣"),
-                ha="center", va="center", fontsize=10, family="DejaVu Sans Mono")
+        ax.text(
+            x + cell_w / 2,
+            0.15 + cell_h / 2,
+            tgt.replace(" ", "␣"),
+            ha="center",
+            va="center",
+            fontsize=10,
+            family="DejaVu Sans Mono",
+        )
         arrow(ax, (x + cell_w / 2, 1.45), (x + cell_w / 2, 0.65))
     ax.text(-0.15, 1.45 + cell_h / 2, "input", ha="right", va="center", fontsize=10, fontweight="bold")
     ax.text(-0.15, 0.15 + cell_h / 2, "target", ha="right", va="center", fontsize=10, fontweight="bold")
-    ax.text(len(inputs) * (cell_w + 0.15) / 2, 2.2,
-            "Each position sees its token and all before it, and predicts the next one (␣ is a space)",
-            ha="center", va="center", fontsize=9.5, style="italic", color="#333333")
+    ax.text(
+        len(inputs) * (cell_w + 0.15) / 2,
+        2.2,
+        "Each position sees its token and all before it, and predicts the next one (␣ is a space)",
+        ha="center",
+        va="center",
+        fontsize=9.5,
+        style="italic",
+        color="#333333",
+    )
     ax.set_xlim(-1.3, len(inputs) * (cell_w + 0.15))
     ax.set_ylim(0.0, 2.4)
     ax.set_axis_off()

@@ -1,7 +1,7 @@
 """The instructor's commands: make the exercise notebooks, and grade a class robustly.
 
-    python -m reference_impl.grading generate [chNN ...]
-    python -m reference_impl.grading autograde chNN [--timeout 60] [--student ID ...]
+    python -m course_tools.grading generate [chNN ...]
+    python -m course_tools.grading autograde chNN [--timeout 60] [--student ID ...]
 
 Run them in the course folder (the one with ``nbgrader_config.py``) or pass ``--course-dir``.
 
@@ -24,20 +24,30 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import multiprocessing
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import nbformat
+import psutil
+from nbgrader import utils as nbgrader_utils
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.apps.nbgraderapp import NbGraderApp
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config.loader import PyFileConfigLoader
 
 ASSIGNMENT_NAME = re.compile(r"ch\d\d")
 # A student id becomes part of nbgrader's path patterns (globs): keep to safe characters.
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
 TRUNCATION_MARK = "... Output truncated ..."  # what nbgrader's LimitOutput leaves
-DELEGATION_MARK = "instead of implementing it"  # the end of reference_impl.checks' message
+DELEGATION_MARK = "instead of implementing it"  # the end of course_tools.checks' message
 FLOOD_CHARS = 1_000_000  # a cell's text output beyond this is a flood even without many lines
 
 # The outcomes, from the one that explains a student's grade best to the mildest.
@@ -81,18 +91,14 @@ class Course:
     def at(cls, root: str | Path) -> Course:
         root = Path(root).resolve()
         if not (root / "nbgrader_config.py").is_file():
-            raise GradingError(
-                f"{root} has no nbgrader_config.py: run this in the course folder or pass --course-dir"
-            )
-        from nbgrader.coursedir import CourseDirectory
-        from traitlets.config.loader import PyFileConfigLoader
+            raise GradingError(f"{root} has no nbgrader_config.py: run this in the course folder or pass --course-dir")
 
         config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
         coursedir = CourseDirectory(config=config, root=str(root))
         db_url = coursedir.db_url
         relative_sqlite = db_url.startswith("sqlite:///") and not db_url.startswith("sqlite:////")
         if relative_sqlite:  # nbgrader runs in the course folder: relative paths start there
-            db_url = f"sqlite:///{root / db_url[len('sqlite:///'):]}"
+            db_url = f"sqlite:///{root / db_url[len('sqlite:///') :]}"
         return cls(
             root=root,
             source=root / coursedir.source_directory,
@@ -127,7 +133,9 @@ def find_assignments(source: Path) -> list[str]:
     )
 
 
-def run_nbgrader(course: Course, args: list[str], log_path: Path, time_limit: float | None = None) -> tuple[int | None, str]:
+def run_nbgrader(
+    course: Course, args: list[str], log_path: Path, time_limit: float | None = None
+) -> tuple[int | None, str]:
     """Run nbgrader's command line, ``nbgrader <args>``, in the course folder, in a process of
     its own; its output goes to ``log_path``.
 
@@ -142,7 +150,9 @@ def run_nbgrader(course: Course, args: list[str], log_path: Path, time_limit: fl
     env = dict(os.environ)
     # nbgrader runs the `alembic` command by name: find the one of this Python environment.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    process = _nbgrader_context().Process(target=_nbgrader_main, args=(list(args), str(course.root), env, str(log_path)))
+    process = _nbgrader_context().Process(
+        target=_nbgrader_main, args=(list(args), str(course.root), env, str(log_path))
+    )
     process.start()
     process.join(time_limit)
     if process.is_alive():
@@ -161,13 +171,10 @@ def _nbgrader_context():
     """A multiprocessing context whose new processes start with nbgrader imported."""
     global _CONTEXT
     if _CONTEXT is None:
-        import multiprocessing
-
         if "forkserver" in multiprocessing.get_all_start_methods():
             _CONTEXT = multiprocessing.get_context("forkserver")
-            # This module too: a new process imports it to find _nbgrader_main, and with it
-            # the package (and torch), which would cost seconds per student.
-            _CONTEXT.set_forkserver_preload(["nbgrader.apps.nbgraderapp", __name__])
+            # The new processes then import this module (cheap: no torch) to find _nbgrader_main.
+            _CONTEXT.set_forkserver_preload(["nbgrader.apps.nbgraderapp"])
         else:  # Windows: a fresh interpreter each time
             _CONTEXT = multiprocessing.get_context("spawn")
     return _CONTEXT
@@ -181,16 +188,12 @@ def _nbgrader_main(args: list[str], cwd: str, env: dict[str, str], log_path: str
     os.environ.clear()
     os.environ.update(env)  # the caller's environment now, not the server's when it started
     os.chdir(cwd)
-    from nbgrader.apps.nbgraderapp import NbGraderApp
-
     try:
         NbGraderApp.launch_instance(argv=args)
         status = 0
     except SystemExit as exit:
         status = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
     except BaseException:
-        import traceback
-
         traceback.print_exc()
         status = 1
     sys.stdout.flush()
@@ -200,8 +203,6 @@ def _nbgrader_main(args: list[str], cwd: str, env: dict[str, str], log_path: str
 
 def _kill_tree(pid: int) -> None:
     """Kill a process and its children (the kernel runs in a session of its own)."""
-    import psutil  # a dependency of ipykernel
-
     try:
         parent = psutil.Process(pid)
         processes = [*parent.children(recursive=True), parent]
@@ -303,9 +304,11 @@ def autograde(
     if student_timeout is None:
         student_timeout = max(600.0, 10.0 * timeout)
     report_dir = Path(report_dir) if report_dir is not None else course.root / "reports"
-    submitted = sorted(
-        path.parent.name for path in course.submitted.glob(f"*/{assignment}") if path.is_dir()
-    ) if course.submitted.is_dir() else []
+    submitted = (
+        sorted(path.parent.name for path in course.submitted.glob(f"*/{assignment}") if path.is_dir())
+        if course.submitted.is_dir()
+        else []
+    )
     if students:
         missing = sorted(set(students) - set(submitted))
         if missing:
@@ -321,7 +324,10 @@ def autograde(
         outcome = grade_student(course, assignment, student, released, timeout, student_timeout, report_dir)
         outcomes.append(outcome)
         if echo:
-            print(f"  {student}: {outcome.status} ({outcome.score:g}/{outcome.max_score:g}, {time.monotonic() - started:.0f} s)", flush=True)
+            print(
+                f"  {student}: {outcome.status} ({outcome.score:g}/{outcome.max_score:g}, {time.monotonic() - started:.0f} s)",
+                flush=True,
+            )
 
     csv_path = report_dir / f"{assignment}_outcomes.csv"
     if students and csv_path.exists():  # grading some students again: keep the others' rows
@@ -333,15 +339,15 @@ def autograde(
     if echo:
         print()
         print(format_table(outcomes))
-        print(f"\nOutcomes written to {csv_path}; nbgrader's log of each student is in {report_dir / 'logs' / assignment}/")
+        print(
+            f"\nOutcomes written to {csv_path}; nbgrader's log of each student is in {report_dir / 'logs' / assignment}/"
+        )
     return outcomes
 
 
 def sync_gradebook(course: Course, assignment: str) -> Released:
     """Record the current source of ``assignment`` in the gradebook, as ``generate`` does,
     without touching ``exercises/``; return what a submission is checked against."""
-    from nbgrader import utils as nbgrader_utils
-    from nbgrader.api import Gradebook
 
     with tempfile.TemporaryDirectory(prefix="release-") as release_dir:
         notebooks = generate(course, [assignment], release_dir=Path(release_dir))
@@ -380,7 +386,9 @@ def grade_student(
 ) -> Outcome:
     outcome = Outcome(student, max_score=sum(released.points.values()))
     if not STUDENT_ID.fullmatch(student):
-        outcome.add("grading error", f"the folder name {student!r} is not a usable student id (letters, digits, _ . @ + -)")
+        outcome.add(
+            "grading error", f"the folder name {student!r} is not a usable student id (letters, digits, _ . @ + -)"
+        )
         return outcome
 
     submission = course.submitted / student / assignment
@@ -412,7 +420,7 @@ def grade_student(
         outcome.add("grading error", f"nbgrader failed (exit status {status}): {last_error}")
 
     if completed:
-        for name, path in graded.items():
+        for path in graded.values():
             inspect_graded_notebook(_read_notebook(path), timeout, outcome)
     else:
         if graded_dir.exists():  # a stopped run may leave half a folder behind
@@ -428,8 +436,6 @@ def inspect_submission(submission: Path, released: Released, outcome: Outcome) -
     """Findings about the submitted files themselves: unreadable, missing, edited or deleted
     cells. Returns the notebooks to grade in place of the submitted ones: those with deleted
     solution or read-only cells, put back (see ``restore_deleted_cells``)."""
-    import nbformat
-    from nbgrader import utils as nbgrader_utils
 
     restored = {}
     for name, release_nb in released.notebooks.items():
@@ -488,7 +494,6 @@ def restore_deleted_cells(notebook, release_nb) -> list[str]:
     is gone too: a student who deletes an exercise's solution and checks together would
     get 0 for every exercise.
     """
-    import nbformat
 
     def key(cell) -> str | None:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
@@ -523,7 +528,10 @@ def inspect_graded_notebook(notebook, timeout: int, outcome: Outcome) -> None:
         outputs = cell.get("outputs", [])
         text = "".join(_text_of(output) for output in outputs)
         if TRUNCATION_MARK in text:
-            outcome.add("output flood", f"{label} printed more lines than the grader keeps; the graded notebook has the first ones")
+            outcome.add(
+                "output flood",
+                f"{label} printed more lines than the grader keeps; the graded notebook has the first ones",
+            )
         elif len(text) > FLOOD_CHARS:
             outcome.add("output flood", f"{label} printed {len(text):,} characters")
         for output in outputs:
@@ -549,7 +557,6 @@ def inspect_graded_notebook(notebook, timeout: int, outcome: Outcome) -> None:
 def record_zero(course: Course, assignment: str, student: str) -> None:
     """Give every graded cell of a submission that nbgrader could not grade an explicit 0
     (as nbgrader does for a missing notebook), replacing any grade of an earlier run."""
-    from nbgrader.api import Gradebook, MissingEntry
 
     with Gradebook(course.db_url, course.course_id) as gradebook:
         gradebook.update_or_create_student(student)
@@ -565,7 +572,6 @@ def record_zero(course: Course, assignment: str, student: str) -> None:
 
 
 def gradebook_score(course: Course, assignment: str, student: str) -> float:
-    from nbgrader.api import Gradebook, MissingEntry
 
     with Gradebook(course.db_url, course.course_id) as gradebook:
         try:
@@ -621,13 +627,11 @@ def format_table(outcomes: list[Outcome], width: int = 100) -> str:
 
 
 def _read_notebook(path: Path):
-    import nbformat
 
     return nbformat.read(str(path), as_version=4)
 
 
 def _write_notebook(notebook, path: Path) -> None:
-    import nbformat
 
     nbformat.write(notebook, str(path))
 
@@ -685,7 +689,7 @@ def sha256_tree(folder: Path) -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m reference_impl.grading",
+        prog="python -m course_tools.grading",
         description="Make the exercise notebooks and grade a class with nbgrader, robustly.",
     )
     parser.add_argument("--course-dir", default=".", help="the course folder, with nbgrader_config.py (default: .)")
@@ -714,7 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds the grading of one student may take in all (default: 10 x --timeout, at least 600)",
     )
-    grade.add_argument("--student", action="append", dest="students", metavar="ID", help="grade only this student (repeatable)")
+    grade.add_argument(
+        "--student", action="append", dest="students", metavar="ID", help="grade only this student (repeatable)"
+    )
     grade.add_argument("--report-dir", default=None, help="where the outcome report goes (default: reports/)")
     return parser
 
@@ -751,11 +757,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the copy imported under the module's own name, which the server that starts the
-    # nbgrader processes has imported. Without a spec and a file, multiprocessing does not
-    # run this `__main__` again in each of those processes (nor warn that it is imported).
-    __spec__ = None
-    del __file__
-    from reference_impl.grading import main as grading_main
-
-    sys.exit(grading_main())
+    sys.exit(main())

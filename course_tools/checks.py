@@ -17,6 +17,7 @@ when it runs without an error.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import numbers
 import os
@@ -40,11 +41,15 @@ __all__ = [
     "show_warnings_on_stdout",
 ]
 
-# Calls into the package's files count as "using the reference implementation"; this
-# file does not. (Both spellings of the folder: as imported, and with links resolved.)
-PACKAGE_DIRS = tuple({os.path.dirname(os.path.abspath(__file__)) + os.sep, str(Path(__file__).resolve().parent) + os.sep})
-CHECKS_FILES = frozenset({os.path.abspath(__file__), str(Path(__file__).resolve())})
-PACKAGE = __name__.rpartition(".")[0]  # "reference_impl"
+# Calls into the reference package's files count as "using the reference implementation".
+# Its folder is found without importing it (importing it would import torch's models and
+# more). Both spellings of the folder: as imported, and with links resolved.
+PACKAGE = "reference_impl"
+_spec = importlib.util.find_spec(PACKAGE)
+if _spec is None or not _spec.submodule_search_locations:
+    raise ImportError(f"course_tools.checks needs the package {PACKAGE!r}: install the course with `make test`")
+_package_dir = list(_spec.submodule_search_locations)[0]
+PACKAGE_DIRS = tuple({os.path.abspath(_package_dir) + os.sep, str(Path(_package_dir).resolve()) + os.sep})
 
 
 class CheckFailed(AssertionError):
@@ -75,7 +80,9 @@ def expect_shape(actual, expected_shape, what: str = "output", hint: str | None 
     __tracebackhide__ = True
     expected_shape = tuple(expected_shape)
     if not hasattr(actual, "shape"):
-        raise CheckFailed(_with_hint(f"{what} should be a tensor of shape {expected_shape}, got {_type_name(type(actual))}", hint))
+        raise CheckFailed(
+            _with_hint(f"{what} should be a tensor of shape {expected_shape}, got {_type_name(type(actual))}", hint)
+        )
     if tuple(actual.shape) != expected_shape:
         raise CheckFailed(_with_hint(f"{what} shape {tuple(actual.shape)}, expected {expected_shape}", hint))
 
@@ -244,7 +251,7 @@ class forbid_reference_impl:
     """A context manager: any call of a function defined in ``reference_impl`` made inside
     it (directly, through an alias or ``super()``) raises ``CheckFailed``.
 
-    ``reference_impl.checks`` is always allowed; ``allowed`` names more, as qualified names
+    ``allowed`` names what may be called, as qualified names
     (``"reference_impl.tokenizer.merge"``; a module or class name allows all that is in it)
     or as the objects themselves (``allowed=(merge,)``). Whatever an allowed function
     calls is allowed too. Torch and the learner's own code are never concerned.
@@ -301,8 +308,8 @@ def _reference_frame_name(frame) -> str | None:
     """``"reference_impl.module.Qual.name"`` for a frame running reference code, else None."""
     code = frame.f_code
     filename = code.co_filename
-    if not filename.startswith(PACKAGE_DIRS) or filename in CHECKS_FILES or code.co_name == "<module>":
-        return None  # not reference code, the checks themselves, or an import
+    if not filename.startswith(PACKAGE_DIRS) or code.co_name == "<module>":
+        return None  # not reference code, or an import
     module = frame.f_globals.get("__name__", "")
     if not _is_reference_module(module):
         return None
@@ -310,7 +317,7 @@ def _reference_frame_name(frame) -> str | None:
 
 
 def _is_reference_module(module: str) -> bool:
-    return (module == PACKAGE or module.startswith(PACKAGE + ".")) and module != __name__
+    return module == PACKAGE or module.startswith(PACKAGE + ".")
 
 
 def _qualified_name(item) -> str:
