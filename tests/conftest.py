@@ -41,3 +41,27 @@ def verdict_text(data_dir) -> str:
 
 # Notebooks inside tests/ are fixtures (e.g. submissions to grade), not notebooks to run.
 collect_ignore_glob = ["**/*.ipynb"]
+
+
+# --- the tiny model of the unit tests ---------------------------------------------------------
+# One definition for every test module: `tiny_model(seed=123, **config changes)` builds a seeded
+# GPTModel in eval mode (the same seed gives the same weights). A module that needs other sizes
+# overrides the `tiny_config` fixture.
+
+
+@pytest.fixture
+def tiny_config():
+    from reference_impl.model import GPTConfig
+
+    return GPTConfig(vocab_size=50, context_length=8, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0)
+
+
+@pytest.fixture
+def tiny_model(tiny_config):
+    from reference_impl.model import GPTModel
+
+    def make(seed: int = 123, **changes):
+        torch.manual_seed(seed)
+        return GPTModel(tiny_config.replace(**changes)).eval()
+
+    return make

@@ -12,6 +12,7 @@ from reference_impl.attention import (
     SelfAttention_v1,
     SelfAttention_v2,
     causal_mask,
+    fuse_separate_qkv,
     merge_heads,
     split_heads,
 )
@@ -97,6 +98,29 @@ def test_fused_attention_loads_the_book_layout_and_agrees(qkv_bias):
     fused = FusedMultiHeadAttention(16, 16, context_length=8, dropout=0.0, num_heads=4, qkv_bias=qkv_bias).eval()
     fused.load_state_dict(mha.state_dict())
     torch.testing.assert_close(fused(x), mha(x), atol=1e-6, rtol=1e-5)
+
+
+def test_fuse_separate_qkv_stacks_query_key_value_rows_for_every_layer_and_drops_the_mask():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(4, 4, context_length=3, dropout=0.0, num_heads=2, qkv_bias=True)
+    book = {f"blocks.{i}.att.{name}": value for i in (0, 1) for name, value in mha.state_dict().items()}
+    book["blocks.0.norm.scale"] = torch.ones(4)
+    fused = fuse_separate_qkv(book)
+    assert sorted(fused) == [
+        "blocks.0.att.out_proj.bias",
+        "blocks.0.att.out_proj.weight",
+        "blocks.0.att.qkv.bias",
+        "blocks.0.att.qkv.weight",
+        "blocks.0.norm.scale",
+        "blocks.1.att.out_proj.bias",
+        "blocks.1.att.out_proj.weight",
+        "blocks.1.att.qkv.bias",
+        "blocks.1.att.qkv.weight",
+    ]
+    expected = torch.cat([mha.W_query.weight, mha.W_key.weight, mha.W_value.weight])
+    assert torch.equal(fused["blocks.1.att.qkv.weight"], expected)
+    assert "blocks.0.att.W_query.weight" in book  # the input is not changed
+    assert fuse_separate_qkv(book, prefix="blocks.1.").keys() >= {"blocks.0.att.W_query.weight"}
 
 
 def test_heads_must_divide_the_width():

@@ -4,15 +4,19 @@ import pytest
 import torch
 
 from reference_impl.generate import generate, generate_text_simple, text_to_token_ids, token_ids_to_text
-from reference_impl.model import GPTConfig, GPTModel
+from reference_impl.model import GPTConfig
 
 TINY = GPTConfig(vocab_size=61, context_length=12, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
 
 
 @pytest.fixture
-def model():
-    torch.manual_seed(123)
-    return GPTModel(TINY).eval()
+def tiny_config():
+    return TINY
+
+
+@pytest.fixture
+def model(tiny_model):
+    return tiny_model()
 
 
 def test_greedy_loop_appends_the_argmax_token(model):

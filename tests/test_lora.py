@@ -8,14 +8,15 @@ from torch import nn
 
 from reference_impl.attention import MultiHeadAttention
 from reference_impl.lora import LinearWithLoRA, LoRALayer, freeze_for_lora, replace_linear_with_lora
-from reference_impl.model import GPTConfig, GPTModel, TransformerBlock, count_parameters
+from reference_impl.model import GPTConfig, TransformerBlock, count_parameters
 
 TINY = GPTConfig(vocab_size=50, context_length=8, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0, qkv_bias=True)
 
 
-def tiny_model(**changes) -> GPTModel:
-    torch.manual_seed(0)
-    return GPTModel(TINY.replace(**changes)).eval()
+@pytest.fixture
+def tiny_config():
+    """The tiny model of these tests (conftest.py's tiny_model fixture builds it)."""
+    return TINY
 
 
 def book_freeze(model):
@@ -50,7 +51,7 @@ def test_a_is_kaiming_uniform_like_nn_linear():
     assert abs(A.mean().item()) < 0.01
 
 
-def test_wrapped_model_is_unchanged_at_initialisation():
+def test_wrapped_model_is_unchanged_at_initialisation(tiny_model):
     model = tiny_model()
     tokens = torch.randint(0, 50, (2, 8))
     before = model(tokens)
@@ -58,7 +59,7 @@ def test_wrapped_model_is_unchanged_at_initialisation():
     assert torch.equal(model(tokens), before)
 
 
-def test_every_linear_is_wrapped():
+def test_every_linear_is_wrapped(tiny_model):
     model = replace_linear_with_lora(tiny_model(), rank=4, alpha=8)
     wrapped = sorted(name for name, module in model.named_modules() if isinstance(module, LinearWithLoRA))
     assert wrapped == [
@@ -74,7 +75,7 @@ def test_every_linear_is_wrapped():
 
 
 @pytest.mark.parametrize("freeze", ["book order", "freeze_for_lora"])
-def test_only_lora_matrices_are_trainable(freeze):
+def test_only_lora_matrices_are_trainable(freeze, tiny_model):
     model = tiny_model()
     if freeze == "book order":
         book_freeze(model)
@@ -122,7 +123,7 @@ def test_book_figure_for_the_124m_classifier():
     assert lora_count_124m(book_attention=False, num_classes=None) == 2_359_296 + 816_400 == 3_175_696
 
 
-def test_one_optimizer_step_changes_only_lora_parameters():
+def test_one_optimizer_step_changes_only_lora_parameters(tiny_model):
     model = tiny_model()
     book_freeze(model)
     replace_linear_with_lora(model, rank=4, alpha=8)
@@ -138,7 +139,7 @@ def test_one_optimizer_step_changes_only_lora_parameters():
     assert {name for name in changed if name.endswith(".lora.B")} == {n for n in before if n.endswith(".lora.B")}
 
 
-def test_tied_output_head_stays_tied():
+def test_tied_output_head_stays_tied(tiny_model):
     model = tiny_model(tie_embeddings=True)
     params_before = count_parameters(model)
     book_freeze(model)

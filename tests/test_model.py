@@ -20,9 +20,10 @@ from reference_impl.model import (
 TINY = GPTConfig(vocab_size=97, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
 
 
-def tiny_model(seed=123, **changes):
-    torch.manual_seed(seed)
-    return GPTModel(TINY.replace(**changes)).eval()
+@pytest.fixture
+def tiny_config():
+    """The tiny model of these tests (conftest.py's tiny_model fixture builds it)."""
+    return TINY
 
 
 @pytest.mark.parametrize(
@@ -117,12 +118,12 @@ def test_feed_forward_and_block_keep_the_shape():
     assert TransformerBlock(TINY)(x).shape == (2, 4, 32)
 
 
-def test_logits_have_shape_batch_tokens_vocab():
+def test_logits_have_shape_batch_tokens_vocab(tiny_model):
     model = tiny_model()
     assert model(torch.randint(0, 97, (3, 10))).shape == (3, 10, 97)
 
 
-def test_a_later_token_never_changes_earlier_outputs():
+def test_a_later_token_never_changes_earlier_outputs(tiny_model):
     model = tiny_model()
     idx = torch.randint(0, 97, (2, 12))
     changed = idx.clone()
@@ -132,7 +133,7 @@ def test_a_later_token_never_changes_earlier_outputs():
     assert not torch.allclose(a[:, 8:], b[:, 8:])
 
 
-def test_eval_mode_is_deterministic_and_training_mode_uses_dropout():
+def test_eval_mode_is_deterministic_and_training_mode_uses_dropout(tiny_model):
     model = tiny_model(drop_rate=0.2)
     idx = torch.randint(0, 97, (2, 8))
     torch.testing.assert_close(model(idx), model(idx))
@@ -140,14 +141,14 @@ def test_eval_mode_is_deterministic_and_training_mode_uses_dropout():
     assert not torch.allclose(model(idx), model(idx))
 
 
-def test_seeded_initialisation_is_reproducible():
+def test_seeded_initialisation_is_reproducible(tiny_model):
     a, b = tiny_model(seed=7), tiny_model(seed=7)
     for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(pa, pb), name
     assert not torch.equal(tiny_model(seed=8).tok_emb.weight, a.tok_emb.weight)
 
 
-def test_the_book_layout_of_attention_weights_loads_into_the_model():
+def test_the_book_layout_of_attention_weights_loads_into_the_model(tiny_model):
     model = tiny_model()
     state = model.state_dict()
     book_state = {}
@@ -172,12 +173,12 @@ def test_the_book_layout_of_attention_weights_loads_into_the_model():
         (torch.zeros(1, 17, dtype=torch.long), ValueError, "17 tokens exceed the context length 16"),
     ],
 )
-def test_bad_input_gets_a_clear_error(idx, error, message):
+def test_bad_input_gets_a_clear_error(idx, error, message, tiny_model):
     with pytest.raises(error, match=message):
         tiny_model()(idx)
 
 
-def test_gradients_reach_every_parameter():
+def test_gradients_reach_every_parameter(tiny_model):
     model = tiny_model().train()
     idx = torch.randint(0, 97, (2, 8))
     model(idx).sum().backward()

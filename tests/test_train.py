@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from reference_impl.data import create_dataloader_v1
-from reference_impl.model import GPTConfig, GPTModel
+from reference_impl.model import GPTConfig
 from reference_impl.train import (
     TrainingHistory,
     calc_loss_batch,
@@ -62,9 +62,10 @@ TOKENIZER = CharTokenizer(TEXT)
 TINY = GPTConfig(vocab_size=len(TOKENIZER.chars), context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0)
 
 
-def tiny_model(seed=123, cfg=TINY):
-    torch.manual_seed(seed)
-    return GPTModel(cfg)
+@pytest.fixture
+def tiny_config():
+    """The tiny model of these tests (conftest.py's tiny_model fixture builds it)."""
+    return TINY
 
 
 def loaders(batch_size=4, shuffle=True):
@@ -143,8 +144,8 @@ def test_perplexity_is_exp_of_the_loss():
     assert perplexity(torch.tensor(math.log(7.0))) == pytest.approx(7.0, rel=1e-6)
 
 
-def test_evaluate_model_uses_eval_mode_without_gradients_and_restores_train_mode():
-    model = tiny_model(cfg=TINY.replace(drop_rate=0.5))
+def test_evaluate_model_uses_eval_mode_without_gradients_and_restores_train_mode(tiny_model):
+    model = tiny_model(drop_rate=0.5)
     train_loader, val_loader = loaders(shuffle=False)
     model.train()
     first = evaluate_model(model, train_loader, val_loader, "cpu", eval_iter=2)
@@ -218,7 +219,7 @@ def book_train_model_simple(model, train_loader, val_loader, optimizer, device, 
     return train_losses, val_losses, track_tokens_seen
 
 
-def test_with_extras_off_it_is_exactly_the_books_loop():
+def test_with_extras_off_it_is_exactly_the_books_loop(tiny_model):
     model = tiny_model()
     history, _ = train(model, num_epochs=2)
 
@@ -233,7 +234,7 @@ def test_with_extras_off_it_is_exactly_the_books_loop():
         assert torch.equal(ours, theirs)
 
 
-def test_loss_falls_by_more_than_half_and_training_is_reproducible():
+def test_loss_falls_by_more_than_half_and_training_is_reproducible(tiny_model):
     history, _ = train(tiny_model(), num_epochs=3, lr=1e-2, eval_freq=5)
     again, _ = train(tiny_model(), num_epochs=3, lr=1e-2, eval_freq=5)
 
@@ -244,7 +245,7 @@ def test_loss_falls_by_more_than_half_and_training_is_reproducible():
     assert history == again
 
 
-def test_evaluates_every_eval_freq_steps_and_counts_tokens(capsys):
+def test_evaluates_every_eval_freq_steps_and_counts_tokens(capsys, tiny_model):
     history, optimizer = train(tiny_model(), num_epochs=2, eval_freq=7)  # 21 steps per epoch, 42 in all
 
     steps = [0, 7, 14, 21, 28, 35]
@@ -260,7 +261,7 @@ def test_evaluates_every_eval_freq_steps_and_counts_tokens(capsys):
     )
 
 
-def test_prints_a_sample_after_each_epoch_only_when_asked(capsys):
+def test_prints_a_sample_after_each_epoch_only_when_asked(capsys, tiny_model):
     model = tiny_model()
     train_loader, val_loader = loaders()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
@@ -276,7 +277,7 @@ def test_prints_a_sample_after_each_epoch_only_when_asked(capsys):
     assert len(capsys.readouterr().out.splitlines()) == 2  # only the evaluation lines
 
 
-def test_loop_follows_the_learning_rate_schedule():
+def test_loop_follows_the_learning_rate_schedule(tiny_model):
     options = dict(warmup_steps=5, initial_lr=1e-4, min_lr=1e-5, cosine_decay=True)
     history, optimizer = train(tiny_model(), num_epochs=1, lr=2e-3, **options)
     expected = [learning_rate_at(step, 21, peak_lr=2e-3, **options) for step in range(21)]
@@ -298,7 +299,7 @@ class RecordingSGD(torch.optim.SGD):
 
 
 @pytest.mark.parametrize("grad_clip", [None, 0.05])
-def test_gradient_clipping_caps_the_norm_after_warmup(grad_clip):
+def test_gradient_clipping_caps_the_norm_after_warmup(grad_clip, tiny_model):
     model = tiny_model()
     train_loader, val_loader = loaders()
     optimizer = RecordingSGD(model.parameters(), lr=0.1)
@@ -313,7 +314,7 @@ def test_gradient_clipping_caps_the_norm_after_warmup(grad_clip):
         assert after == pytest.approx([0.05] * len(after), rel=1e-5)  # clipped from the end of the warm-up on
 
 
-def test_training_options_are_checked_before_training():
+def test_training_options_are_checked_before_training(tiny_model):
     model = tiny_model()
     before = [p.clone() for p in model.parameters()]
     with pytest.raises(ValueError, match="needs min_lr"):
@@ -363,7 +364,7 @@ def test_plot_learning_rates_plots_one_point_per_step():
 # ---------------------------------------------------------------------------------------
 
 
-def test_checkpoint_round_trip_restores_outputs_and_optimizer_state(tmp_path):
+def test_checkpoint_round_trip_restores_outputs_and_optimizer_state(tmp_path, tiny_model):
     model = tiny_model()
     _, optimizer = train(model)
     path = save_checkpoint(tmp_path / "ckpt.pth", model, optimizer, epoch=1, cfg=model.cfg)
@@ -384,7 +385,7 @@ def test_checkpoint_round_trip_restores_outputs_and_optimizer_state(tmp_path):
             assert torch.equal(value, theirs["state"][key][name]), (key, name)
 
 
-def test_a_plain_state_dict_and_the_books_attention_layout_load_too(tmp_path):
+def test_a_plain_state_dict_and_the_books_attention_layout_load_too(tmp_path, tiny_model):
     model = tiny_model()
     state = model.state_dict()
     # The book's MultiHeadAttention keeps W_query, W_key and W_value apart; ours stacks them.
@@ -399,9 +400,9 @@ def test_a_plain_state_dict_and_the_books_attention_layout_load_too(tmp_path):
         assert torch.equal(tensor, restored.state_dict()[name]), name
 
 
-def test_checkpoint_from_another_configuration_names_the_first_misfit(tmp_path):
+def test_checkpoint_from_another_configuration_names_the_first_misfit(tmp_path, tiny_model):
     save_checkpoint(tmp_path / "small.pth", tiny_model())
-    bigger = tiny_model(cfg=TINY.replace(emb_dim=32, n_layers=2))
+    bigger = tiny_model(emb_dim=32, n_layers=2)
     before = [p.clone() for p in bigger.parameters()]
 
     with pytest.raises(ValueError) as error:
@@ -413,7 +414,7 @@ def test_checkpoint_from_another_configuration_names_the_first_misfit(tmp_path):
     )
     assert all(torch.equal(a, b) for a, b in zip(before, bigger.parameters()))  # nothing was loaded
 
-    deeper = tiny_model(cfg=TINY.replace(n_layers=2))
+    deeper = tiny_model(n_layers=2)
     missing = r"the model has trf_blocks\.1\.att\.qkv\.weight \(shape \(48, 16\)\) but the checkpoint does not"
     with pytest.raises(ValueError, match=missing):
         load_checkpoint(tmp_path / "small.pth", deeper)
@@ -436,7 +437,7 @@ class Malicious:
         return (_payload, ())
 
 
-def test_checkpoints_load_with_weights_only_and_refuse_pickled_objects(tmp_path):
+def test_checkpoints_load_with_weights_only_and_refuse_pickled_objects(tmp_path, tiny_model):
     model = tiny_model()
     path = tmp_path / "evil.pth"
     torch.save({"model_state_dict": model.state_dict(), "extra": {"gift": Malicious()}}, path)
@@ -446,7 +447,7 @@ def test_checkpoints_load_with_weights_only_and_refuse_pickled_objects(tmp_path)
     assert CODE_RAN == []  # the pickled call never ran
 
 
-def test_checkpoint_errors_are_clear(tmp_path):
+def test_checkpoint_errors_are_clear(tmp_path, tiny_model):
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_checkpoint(tmp_path / "missing.pth", tiny_model())
 

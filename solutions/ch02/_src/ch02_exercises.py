@@ -129,7 +129,7 @@ expect_equal(tokens, reference.simple_split(verdict), "split_text(verdict)")
 # ## Exercise 2 (1 point): build a vocabulary
 #
 # Write `build_vocab(text)`: a dictionary that maps every distinct token of `text` to an
-# integer id (section 2.3), followed by the two special tokens of section 2.4.
+# integer id (section 2.3), followed by the two special tokens of section 2.5.
 #
 # * Split `text` exactly as in exercise 1.
 # * The distinct tokens, sorted (Python's `sorted`), get the ids 0, 1, 2, ...
@@ -174,9 +174,9 @@ expect_equal(vocab, reference.build_vocab("Zebra zebra, 'Apple' apple--"), "buil
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Exercise 3 (2 points): a tokenizer with `<|unk|>` and `<|endoftext|>`
+# ## Exercise 3 (2 points): a tokenizer for unknown words and text boundaries
 #
-# Write the class `SimpleTokenizerV2` of section 2.4:
+# Write the class `SimpleTokenizerV2` of section 2.5:
 #
 # * `SimpleTokenizerV2(vocab)` keeps the vocabulary (`str -> int`) and its inverse (`int -> str`).
 # * `encode(text)` splits `text` as in exercise 1 and returns the list of ids; a token that
@@ -249,7 +249,7 @@ expect_equal(decoded, "the <|unk|> sat <|unk|> the cat <|unk|>.", "decode with a
 # ## Exercise 4 (2 points): input-target pairs with a sliding window
 #
 # An LLM learns to predict the next token: each input chunk comes with the same chunk shifted
-# by one token, its targets (section 2.6). Write `sliding_window_pairs(token_ids, max_length, stride)`
+# by one token, its targets (section 2.7). Write `sliding_window_pairs(token_ids, max_length, stride)`
 # that returns a list of `(input_ids, target_ids)` pairs of lists of ints:
 #
 # * chunk `k` starts at position `start = k * stride`;
@@ -308,7 +308,7 @@ expect_equal(pairs, [(x.tolist(), y.tolist()) for x, y in dataset], "the pairs o
 # %% [markdown]
 # ## Exercise 5 (2 points): byte pair encoding: count pairs and merge
 #
-# Byte pair encoding (section 2.5) starts from the bytes of a text and repeatedly replaces
+# Byte pair encoding (section 2.6) starts from the bytes of a text and repeatedly replaces
 # the most frequent pair of neighbouring ids by a new id. Write its two building blocks:
 #
 # * `get_pair_counts(ids)`: a dictionary from each pair of neighbouring ids `(a, b)` to the
@@ -382,7 +382,7 @@ with forbid_reference_impl():
 # ## Exercise 6 (2 points): token and positional embeddings
 #
 # A GPT's input is the sum of a token embedding and an absolute position embedding
-# (sections 2.7-2.8). Write the module `InputEmbedding(vocab_size, context_length, emb_dim)`:
+# (sections 2.8-2.9). Write the module `InputEmbedding(vocab_size, context_length, emb_dim)`:
 #
 # * two `nn.Embedding` layers named `tok_emb` (`vocab_size` rows) and `pos_emb`
 #   (`context_length` rows), each with `emb_dim` columns;
@@ -444,7 +444,7 @@ expect_close(out, model.tok_emb(idx) + model.pos_emb(torch.arange(4)), "the inpu
 # %% [markdown]
 # ## Exercise 7 (3 points): a dataset and a data loader
 #
-# Turn a text into batches of input-target pairs, as in section 2.6.
+# Turn a text into batches of input-target pairs, as in section 2.7.
 #
 # 1. `GPTDatasetV1(txt, tokenizer, max_length, stride)`, a `torch.utils.data.Dataset`: in
 #    `__init__`, encode `txt` with `tokenizer.encode(txt, allowed_special={"<|endoftext|>"})` and cut
