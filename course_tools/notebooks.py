@@ -69,6 +69,8 @@ def pair_of(path: Path) -> Pair:
         raise ValueError(f"{relative(path)} is in no folder with a jupytext.toml: it is not paired")
     if path.suffix == ".ipynb":
         notebook = path
+    elif path.parent.name != "_src":
+        raise ValueError(f"{relative(path)} is neither a notebook nor a text source (those are in _src folders)")
     else:  # a text source: its notebook is in the folder above _src
         notebook = path.parent.parent / f"{path.stem}.ipynb"
         config = load_jupytext_config(str(notebook.parent))
