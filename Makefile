@@ -53,6 +53,7 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build --warningiserror --keep-going .
 	@echo
 	@echo "The course is built: open file://$(abspath _build/html/index.html)"
+	@echo "(search shows page snippets only over http: cd _build/html && python3 -m http.server, then http://127.0.0.1:8000)"
 	@echo "To work through the notebooks: make lab"
 
 lab: $(STAMP)
