@@ -15,10 +15,13 @@ Set ``LLM_COURSE_OFFLINE=1`` to forbid any network access (the tests do).
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
+import http.client
 import io
 import os
 import tempfile
+import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -110,6 +113,8 @@ def fetch(name: str) -> Path:
         raise KeyError(f"unknown course file {name!r}; known files: {', '.join(sorted(FILES))}")
     spec = FILES[name]
     target = cache_dir() / spec.path
+    if target.is_dir():
+        raise DataFileError(f"{target} is a folder, but the course file {name!r} should be there: move it away")
     if target.exists():
         actual = sha256_of(target)
         if actual != spec.sha256:
@@ -122,19 +127,33 @@ def fetch(name: str) -> Path:
         raise DataFileError(_missing_message(name, spec, target, f"{OFFLINE_ENV} is set"))
     try:
         payload = _download(spec.url)
-    except OSError as err:  # URLError is an OSError
-        raise DataFileError(_missing_message(name, spec, target, f"the download failed: {err}")) from err
+    except (OSError, http.client.HTTPException) as err:  # URLError is an OSError; IncompleteRead is not
+        why = f"the download failed: {type(err).__name__}: {err}"
+        raise DataFileError(_missing_message(name, spec, target, why)) from err
     if spec.zip_member is not None:
-        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
-            payload = archive.read(spec.zip_member)
+        try:
+            with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+                payload = archive.read(spec.zip_member)
+        except (zipfile.BadZipFile, KeyError) as err:
+            raise DataFileError(
+                f"the download of {name} from {spec.url} is not the expected zip archive ({err}); "
+                "nothing was written to the cache. Try again later, or provide the file by hand:\n"
+                + _missing_message(name, spec, target, "the archive is broken")
+            ) from None
     actual = hashlib.sha256(payload).hexdigest()
     if actual != spec.sha256:
         raise DataFileError(
             f"the download of {name} from {spec.url} has SHA-256 {actual}, expected {spec.sha256}; "
             "nothing was written to the cache."
         )
-    with atomic_write(target) as f:
-        f.write(payload)
+    try:
+        with atomic_write(target) as f:
+            f.write(payload)
+    except OSError as err:
+        raise DataFileError(
+            f"downloaded {name} but could not save it to {target} ({type(err).__name__}: {err.strerror or err}); "
+            f"point {CACHE_ENV} at a folder you can write to"
+        ) from None
     return target
 
 
@@ -155,20 +174,61 @@ def _download(url: str) -> bytes:
 def atomic_write(target: Path) -> Iterator[BinaryIO]:
     """Open a binary file that appears at ``target`` only once it is completely written.
 
-    It writes to a temporary file in the same folder, then renames it: an interrupted
-    download or save never leaves a half-written file under the final name, and an older
-    file at ``target`` stays intact until the new one is complete.
+    It writes to a temporary file in the same folder, flushes it to the disk, then renames
+    it: an interrupted download or save never leaves a half-written (or, after a crash, an
+    empty) file under the final name, and an older file at ``target`` stays intact until the
+    new one is complete. The file gets the permissions ``open()`` would give it (the umask's),
+    so a cache or checkpoint shared with a class stays readable. Temporary files left by
+    writes that were killed are removed by the next write to the same target.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    _remove_stale_parts(target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=PART_SUFFIX)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; open() would honour the umask
         with os.fdopen(fd, "wb") as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+PART_SUFFIX = ".part"
+STALE_AFTER_S = 3600.0  # a temporary file this old belongs to a write that died
+
+
+def _remove_stale_parts(target: Path) -> None:
+    """Delete temporary files of earlier writes to ``target`` that were killed.
+
+    Only files named like ours for this very target, and untouched for an hour: a write that
+    is still going on (another process saving the same file right now) is left alone.
+    """
+    now = time.time()
+    for part in target.parent.glob(f".{glob.escape(target.name)}.*{PART_SUFFIX}"):
+        try:
+            if now - part.stat().st_mtime > STALE_AFTER_S:
+                part.unlink()
+        except OSError:  # gone already, or not ours to delete
+            pass
+
+
+def _umask() -> int:
+    """The process's umask. Linux shows it in /proc; elsewhere it is read by setting it (and
+    putting it back), which is not safe while other threads create files."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _missing_message(name: str, spec: RemoteFile, target: Path, why: str) -> str:

@@ -11,8 +11,10 @@ what to do; ``reference_impl.instruct.score_responses`` scores offline, without 
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,6 +32,15 @@ class OllamaError(RuntimeError):
 
 class OllamaUnavailable(OllamaError):
     """No Ollama server answers at the URL."""
+
+
+class ScoringInterrupted(OllamaError):
+    """A query failed in the middle of ``generate_model_scores``: ``.scores`` keeps the scores
+    given so far, ``.index`` is the entry whose query failed (resume from there)."""
+
+    def __init__(self, message: str, scores: list[int], index: int):
+        super().__init__(message)
+        self.scores, self.index = scores, index
 
 
 class OllamaModelNotFound(OllamaError):
@@ -58,7 +69,11 @@ def query_model(
     Deterministic, as in the book: temperature 0 and a fixed seed. Ollama streams its answer
     as one JSON object per line (``{"message": {"content": ...}, "done": false}``); the
     pieces are joined. ``timeout`` bounds each wait for the server, in seconds (the first
-    answer can take a while: Ollama loads the model into memory first).
+    answer can take a while: Ollama loads the model into memory first) and the whole answer:
+    a server that streams slowly or forever gives an ``OllamaError`` after about ``timeout``
+    seconds. An answer is complete only with Ollama's closing ``"done": true`` line: a stream
+    that stops before it is an ``OllamaError``, never a shortened answer (a judge's "85" cut
+    after the "8" must not score 8).
     """
     payload = {
         "model": model,
@@ -72,9 +87,10 @@ def query_model(
         method="POST",
     )
     # "from None": the message says all there is to say; urllib's traceback would only bury it.
+    deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return _read_chat_stream(response, url)
+            return _read_chat_stream(response, url, deadline, timeout)
     except urllib.error.HTTPError as err:
         raise _http_error(err, model, url) from None
     except urllib.error.URLError as err:
@@ -85,23 +101,58 @@ def query_model(
         ) from None
     except ConnectionError as err:
         raise OllamaUnavailable(_unavailable_message(url, model, err)) from None
+    except http.client.HTTPException as err:  # a reply that is not HTTP, or cut off mid-chunk
+        raise OllamaError(f"Ollama at {url} sent a broken HTTP reply ({type(err).__name__}: {err})") from None
 
 
-def _read_chat_stream(response, url: str) -> str:
-    pieces = []
-    for line in response:
-        if not line.strip():
-            continue
-        try:
-            message = json.loads(line)
-        except json.JSONDecodeError:
-            raise OllamaError(f"Ollama at {url} sent a line that is not JSON: {line[:200]!r}") from None
-        if "error" in message:  # an error after the stream started comes as a line of its own
-            raise OllamaError(f"Ollama at {url} reported an error: {message['error']}")
-        pieces.append(message.get("message", {}).get("content", ""))
-        if message.get("done"):
+def _read_chat_stream(response, url: str, deadline: float, timeout: float) -> str:
+    """Join the streamed pieces of an answer; only a final ``"done": true`` line completes it.
+
+    Reads whatever has arrived (``read1``) and checks the deadline between reads, so that a
+    server that streams slowly, or forever, cannot hold the call past ``timeout`` seconds
+    (plus at most one wait of ``timeout`` for the next bytes).
+    """
+    pieces: list[str] = []
+    buffer = b""
+    while True:
+        if time.monotonic() > deadline:
+            raise OllamaError(
+                f"Ollama at {url} did not finish its answer within {timeout} s "
+                f"({len(pieces)} pieces so far); try again, or pass a larger timeout"
+            )
+        chunk = response.read1(1 << 16)
+        if not chunk:  # the server closed the stream
             break
-    return "".join(pieces)
+        *lines, buffer = (buffer + chunk).split(b"\n")
+        for line in lines:
+            if _read_chat_line(line, pieces, url):
+                return "".join(pieces)
+    if buffer.strip() and _read_chat_line(buffer, pieces, url):
+        return "".join(pieces)
+    so_far = "".join(pieces)
+    raise OllamaError(
+        f'Ollama at {url} ended its answer without its closing line ("done": true), so the answer '
+        f"may be cut off (received so far: {so_far[:80]!r}); try again"
+    )
+
+
+def _read_chat_line(line: bytes, pieces: list[str], url: str) -> bool:
+    """Add one streamed line's piece to ``pieces``; True when it is the closing line."""
+    if not line.strip():
+        return False
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError:
+        raise OllamaError(f"Ollama at {url} sent a line that is not JSON: {line[:200]!r}") from None
+    if not isinstance(message, dict):
+        raise OllamaError(f"Ollama at {url} sent a line that is not a JSON object: {line[:200]!r}")
+    if "error" in message:  # an error after the stream started comes as a line of its own
+        raise OllamaError(f"Ollama at {url} reported an error: {message['error']}")
+    content = (message.get("message") or {}).get("content", "")
+    if not isinstance(content, str):
+        raise OllamaError(f"Ollama at {url} sent a piece that is not text: {line[:200]!r}")
+    pieces.append(content)
+    return message.get("done") is True
 
 
 def _http_error(err: urllib.error.HTTPError, model: str, url: str) -> OllamaError:
@@ -186,13 +237,25 @@ def generate_model_scores(
 
     An answer without a usable score is reported and skipped, as in the book, so the list
     can be shorter than ``entries``. ``query_options`` go to ``query_model`` (``seed``,
-    ``num_ctx``, ``timeout``). Raises ``OllamaUnavailable`` when the server is not running.
+    ``num_ctx``, ``timeout``). When a query fails (the server stopped, an answer cut off),
+    raises ``ScoringInterrupted``, which keeps the scores given so far in ``.scores`` (or
+    the query's own error when there is none yet).
     """
     from tqdm.auto import tqdm
 
     scores = []
     for i, entry in enumerate(tqdm(entries, desc="Scoring entries", disable=not show_progress)):
-        answer = query_model(judge_prompt(entry, json_key), model=model, url=url, **query_options)
+        try:
+            answer = query_model(judge_prompt(entry, json_key), model=model, url=url, **query_options)
+        except OllamaError as err:
+            if not scores:  # nothing to keep: the error as it is (e.g. OllamaUnavailable)
+                raise
+            raise ScoringInterrupted(
+                f"{err}\nScoring stopped at entry {i} of {len(entries)}: the {len(scores)} scores given so far "
+                f"are kept in this error's .scores; resume with entries[{i}:]",
+                scores,
+                i,
+            ) from err
         score = parse_score(answer)
         if score is None:
             tqdm.write(f"Could not read a score from the judge's answer to entry {i}, skipped: {answer!r}")

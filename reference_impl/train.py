@@ -19,8 +19,10 @@ The pieces, in the book's order:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import pickle
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -356,18 +358,33 @@ def save_checkpoint(path, model, optimizer=None, **extra) -> Path:
 
     The file holds the book's keys, ``model_state_dict`` and ``optimizer_state_dict``, and
     ``extra`` (e.g. ``epoch=3, cfg=model.cfg``; a dataclass such as ``GPTConfig`` is stored
-    as a dict, since ``load_checkpoint`` accepts only tensors and plain values). The write
-    is atomic: an interrupted save leaves any older file at ``path`` intact.
+    as a dict, since ``load_checkpoint`` accepts only tensors and plain values), and the
+    SHA-256 of every tensor in it, which ``load_checkpoint`` checks: a damaged file is found
+    instead of loading changed weights. The write is atomic: an interrupted save leaves any
+    older file at ``path`` intact.
     """
     path = Path(path)
     checkpoint = {"model_state_dict": unwrap_model(model).state_dict()}
     if optimizer is not None:
         checkpoint["optimizer_state_dict"] = optimizer.state_dict()
     checkpoint["extra"] = {key: _plain_value(value, key) for key, value in extra.items()}
+    checkpoint[CHECKSUM_KEY] = _tensors_sha256(checkpoint)
 
-    with atomic_write(path) as f:
-        torch.save(checkpoint, f)
+    try:
+        with atomic_write(path) as f:
+            torch.save(checkpoint, f)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as RuntimeError
+        folder = path.resolve().parent
+        free = shutil.disk_usage(folder).free if folder.exists() else None
+        hint = f"; {free / 2**20:.0f} MiB are free in {folder}: is the disk full?" if free is not None else ""
+        raise OSError(
+            f"could not write the checkpoint {path} ({type(err).__name__}: {_first_line(err)}){hint}"
+        ) from err
     return path
+
+
+CHECKSUM_KEY = "tensors_sha256"  # in checkpoints written by save_checkpoint
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format is a zip archive
 
 
 def load_checkpoint(path, model, optimizer=None, map_location="cpu") -> dict:
@@ -376,24 +393,24 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu") -> dict:
     A plain ``torch.save(model.state_dict(), path)`` file (the book's ``model.pth``) loads
     too. The file is read with ``weights_only=True``: tensors and plain values only, so a
     file from the internet cannot run code. Nothing is changed unless the checkpoint fits:
-    a missing, unexpected or differently shaped tensor raises a ValueError naming it.
+    a missing, unexpected or differently shaped tensor raises a ValueError naming it, as does
+    a file that is damaged (its tensors do not match the checksum saved with them), cut
+    short, or not a checkpoint at all.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise pickle.UnpicklingError(
-            f"{path} holds objects other than tensors and plain values, so it was not loaded "
-            "(weights_only=True refuses to run the code a pickle can carry). "
-            f"Only if you trust the file, read it with torch.load(path, weights_only=False).\n{err}"
-        ) from err
+        raise FileNotFoundError(f"no checkpoint at {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    checkpoint = _read_checkpoint(path, map_location)
 
     if isinstance(checkpoint, Mapping) and "model_state_dict" in checkpoint:
         model_state = checkpoint["model_state_dict"]
         optimizer_state = checkpoint.get("optimizer_state_dict")
         extra = dict(checkpoint.get("extra", {}))
+        if CHECKSUM_KEY in checkpoint and checkpoint[CHECKSUM_KEY] != _tensors_sha256(checkpoint):
+            raise ValueError(
+                f"{path} is damaged: its tensors do not match the checksum saved with them, so it was not "
+                "loaded (a changed or corrupted file). Use another copy, or save it again."
+            )
     elif isinstance(checkpoint, Mapping) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         model_state, optimizer_state, extra = checkpoint, None, {}  # a bare state dict
     else:
@@ -404,12 +421,88 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu") -> dict:
     # as the model's own loading does, so that the fit check sees the names it will load.
     model_state = fuse_separate_qkv(model_state)
     _check_fits(model, model_state)
+    _check_tying(model, model_state, path)
     if optimizer is not None:
         if optimizer_state is None:
             raise ValueError(f"{path} holds no optimizer state: it was saved without an optimizer")
         optimizer.load_state_dict(optimizer_state)
     model.load_state_dict(model_state)
     return extra
+
+
+def _read_checkpoint(path: Path, map_location):
+    """``torch.load(path, weights_only=True)``, with errors that name the file and the problem."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        raise ValueError(f"{path} is empty: not a checkpoint (an interrupted copy or download?)")
+    if not head.startswith(_ZIP_MAGIC) and head.lstrip()[:1] in (b"<", b"{", b"["):
+        raise ValueError(
+            f"{path} is not a checkpoint: it is a text file (starting {head.lstrip()[:40]!r}), "
+            "e.g. a web page saved in place of the file. Download the checkpoint again."
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not head.startswith(_ZIP_MAGIC):
+            raise ValueError(f"{path} is not a PyTorch checkpoint ({_first_line(err)})") from None
+        raise pickle.UnpicklingError(
+            f"{path} holds Python objects other than tensors and plain values, so it was not loaded: "
+            "unpickling them could run any code. Checkpoints written by save_checkpoint (or a "
+            "torch.save of a state dict) hold only tensors and plain values and load safely."
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        size = path.stat().st_size
+        raise ValueError(
+            f"{path} cannot be read as a PyTorch checkpoint: it is damaged or cut short ({size:,} bytes; "
+            f"{type(err).__name__}: {_first_line(err)}). Use another copy, or save it again."
+        ) from None
+
+
+def _tensors_sha256(checkpoint: Mapping) -> str:
+    """SHA-256 over the names, shapes, dtypes and bytes of every tensor in the checkpoint."""
+    digest = hashlib.sha256()
+    for name, tensor in _tensors(checkpoint, ""):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _tensors(value, name: str):
+    if isinstance(value, torch.Tensor):
+        yield name, value
+    elif isinstance(value, Mapping):
+        for key in sorted(value, key=str):
+            if key != CHECKSUM_KEY:
+                yield from _tensors(value[key], f"{name}/{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _tensors(item, f"{name}/{i}")
+
+
+def _check_tying(model, state_dict: Mapping, path: Path) -> None:
+    """Refuse a checkpoint with its own output head for a model whose head is the embedding.
+
+    Loading both into the one shared tensor would let the head overwrite the embedding.
+    """
+    tied = getattr(getattr(model, "out_head", None), "weight", None) is getattr(
+        getattr(model, "tok_emb", None), "weight", False
+    )
+    head, embedding = state_dict.get("out_head.weight"), state_dict.get("tok_emb.weight")
+    if tied and head is not None and embedding is not None and not torch.equal(head, embedding):
+        raise ValueError(
+            f"{path} has an output head of its own (out_head.weight differs from tok_emb.weight), "
+            "but this model ties its head to the token embedding (tie_embeddings=True): loading it "
+            "would overwrite the embedding with the head. Build the model with tie_embeddings=False "
+            "to load it as it is, or drop out_head.weight from the state dict to keep the embedding "
+            "and tie the head to it."
+        )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _check_fits(model, state_dict: Mapping) -> None:

@@ -1,7 +1,11 @@
 """The one download mechanism: checksums, atomic writes, offline errors that say what to do."""
 
 import hashlib
+import http.client
 import io
+import os
+import stat
+import time
 import zipfile
 
 import pytest
@@ -122,3 +126,79 @@ def test_an_unknown_name_lists_the_known_ones():
 def test_the_story_is_the_real_one(verdict_text):
     assert len(verdict_text) == 20479
     assert verdict_text.startswith("I HAD always thought Jack Gisburn rather a cheap genius")
+
+
+# --- writing files: permissions, durability, leftovers ---------------------------------------
+
+
+def test_written_files_get_the_permissions_open_would_give_them(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with download.atomic_write(tmp_path / "shared.bin") as f:
+            f.write(b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "shared.bin").stat().st_mode) == 0o644  # readable by a class, not 0600
+
+
+def test_the_data_reaches_the_disk_before_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(download.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd)))
+    monkeypatch.setattr(download.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b)))
+    with download.atomic_write(tmp_path / "file.bin") as f:
+        f.write(b"data")
+    assert events == ["fsync", "replace"]
+
+
+def test_temporary_files_of_killed_writes_are_removed_by_the_next_write(tmp_path):
+    stale = tmp_path / ".model.pth.abc123.part"
+    fresh = tmp_path / ".model.pth.def456.part"  # a write going on right now in another process
+    other = tmp_path / ".other.pth.abc123.part"  # another target's: not ours to judge
+    for path in (stale, fresh, other):
+        path.write_bytes(b"half a checkpoint")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    os.utime(other, (two_hours_ago, two_hours_ago))
+    with download.atomic_write(tmp_path / "model.pth") as f:
+        f.write(b"whole")
+    assert not stale.exists() and fresh.exists() and other.exists()
+    assert (tmp_path / "model.pth").read_bytes() == b"whole"
+
+
+def test_a_folder_where_the_file_belongs_is_named(fake_file):
+    cache, _, _ = fake_file
+    (cache / "sub" / "hello.txt").mkdir(parents=True)
+    with pytest.raises(DataFileError, match=r"hello.txt is a folder"):
+        fetch("hello.txt")
+
+
+def test_a_cache_that_cannot_be_written_says_so_after_the_download(fake_file, monkeypatch):
+    def read_only(target):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(download, "atomic_write", read_only)
+    with pytest.raises(
+        DataFileError, match=r"downloaded hello.txt but could not save it .*Read-only file system.*LLM_COURSE_DATA"
+    ):
+        fetch("hello.txt")
+
+
+def test_a_download_cut_short_is_a_data_file_error(fake_file, monkeypatch):
+    def cut(url):
+        raise http.client.IncompleteRead(b"hel", 11)
+
+    monkeypatch.setattr(download, "_download", cut)
+    with pytest.raises(DataFileError, match=r"the download failed: IncompleteRead"):
+        fetch("hello.txt")
+
+
+def test_a_broken_zip_archive_is_a_data_file_error(monkeypatch, tmp_path):
+    spec = RemoteFile("x/member.txt", "https://example.invalid/a.zip", "0" * 64, zip_member="member.txt")
+    monkeypatch.setitem(download.FILES, "member.txt", spec)
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(download.OFFLINE_ENV, raising=False)
+    monkeypatch.setattr(download, "_download", lambda url: b"<html>not a zip</html>")
+    with pytest.raises(DataFileError, match=r"not the expected zip archive"):
+        fetch("member.txt")
+    assert not (tmp_path / "x" / "member.txt").exists()

@@ -18,6 +18,7 @@ from reference_impl.judge import (
     OllamaError,
     OllamaModelNotFound,
     OllamaUnavailable,
+    ScoringInterrupted,
     check_if_running,
     generate_model_scores,
     judge_prompt,
@@ -50,6 +51,8 @@ class FakeOllamaHandler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": f'model "{body["model"]}" not found, try pulling it first'})
         elif isinstance(self.server.answers[0], float):  # a server too slow to answer
             time.sleep(self.server.answers.pop(0))
+        elif isinstance(self.server.answers[0], tuple):  # a misbehaving server
+            self._misbehave(body["model"], *self.server.answers.pop(0))
         else:
             self._stream_answer(body["model"], self.server.answers.pop(0))
 
@@ -71,6 +74,32 @@ class FakeOllamaHandler(BaseHTTPRequestHandler):
             data = json.dumps(line).encode() + b"\n"
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.write(b"0\r\n\r\n")
+
+    def _misbehave(self, model, how, value):
+        if how == "garbage":  # not HTTP at all
+            self.wfile.write(value)
+            self.close_connection = True
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if how == "cut":  # the pieces of the answer, then the end of the stream without "done": true
+            lines = [
+                {"model": model, "message": {"content": value[i : i + 1]}, "done": False} for i in range(len(value))
+            ]
+        else:  # "trickle": one piece every `value` seconds, for at most 10 s (bounded: it is a test)
+            lines = [{"model": model, "message": {"content": "."}, "done": False}] * int(10 / value)
+        try:
+            for line in lines:
+                data = json.dumps(line).encode() + b"\n"
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+                if how == "trickle":
+                    time.sleep(value)
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+            pass
 
     def _send_json(self, status, payload):
         data = json.dumps(payload).encode()
@@ -246,3 +275,31 @@ def test_an_unreachable_server_gives_ollama_unavailable(closed_port):
 
     with pytest.raises(OllamaUnavailable):
         generate_model_scores([ENTRY], url=url, show_progress=False, timeout=TIMEOUT)
+
+
+def test_an_answer_cut_off_before_its_closing_line_is_an_error_not_a_shorter_answer(ollama):
+    ollama.answers = [("cut", "85")]  # "8", "5", and no "done": true
+    with pytest.raises(OllamaError, match=r'without its closing line \("done": true\).*received so far'):
+        query_model("hi", url=ollama.url + "/api/chat", timeout=TIMEOUT)
+
+
+def test_a_server_that_streams_forever_cannot_hold_the_call_past_its_timeout(ollama):
+    ollama.answers = [("trickle", 0.05)]
+    start = time.monotonic()
+    with pytest.raises(OllamaError, match=r"did not finish its answer within 0.5 s"):
+        query_model("hi", url=ollama.url + "/api/chat", timeout=0.5)
+    assert time.monotonic() - start < 2.0
+
+
+def test_a_reply_that_is_not_http_is_an_ollama_error(ollama):
+    ollama.answers = [("garbage", b"this is not HTTP\r\n\r\n")]
+    with pytest.raises(OllamaError, match="broken HTTP reply"):
+        query_model("hi", url=ollama.url + "/api/chat", timeout=TIMEOUT)
+
+
+def test_scores_given_before_a_failed_query_are_kept(ollama):
+    entries = [{"instruction": f"Say {n}.", "input": "", "output": str(n), "model_response": str(n)} for n in range(3)]
+    ollama.answers = ["70", "80", ("cut", "9")]
+    with pytest.raises(ScoringInterrupted, match=r"stopped at entry 2 of 3.*entries\[2:\]") as err:
+        generate_model_scores(entries, url=ollama.url + "/api/chat", show_progress=False, timeout=TIMEOUT)
+    assert err.value.scores == [70, 80] and err.value.index == 2

@@ -442,9 +442,10 @@ def test_checkpoints_load_with_weights_only_and_refuse_pickled_objects(tmp_path,
     path = tmp_path / "evil.pth"
     torch.save({"model_state_dict": model.state_dict(), "extra": {"gift": Malicious()}}, path)
 
-    with pytest.raises(pickle.UnpicklingError, match="weights_only"):
+    with pytest.raises(pickle.UnpicklingError, match="evil.pth holds Python objects other than tensors") as err:
         load_checkpoint(path, tiny_model())
     assert CODE_RAN == []  # the pickled call never ran
+    assert "weights_only=False" not in str(err.value)  # never advise turning the safety check off
 
 
 def test_checkpoint_errors_are_clear(tmp_path, tiny_model):
@@ -459,3 +460,55 @@ def test_checkpoint_errors_are_clear(tmp_path, tiny_model):
     with pytest.raises(TypeError, match="'tokenizer' is a CharTokenizer"):
         save_checkpoint(tmp_path / "no_optimizer.pth", model, tokenizer=TOKENIZER)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["no_optimizer.pth"]  # the old file is intact
+
+
+# --- damaged files, tying, full disks (each fails without its fix) ----------------------------
+
+
+def test_an_untied_checkpoint_is_refused_by_a_tied_model_instead_of_overwriting_its_embedding(tmp_path, tiny_model):
+    untied = tiny_model(seed=1)
+    path = save_checkpoint(tmp_path / "untied.pth", untied)
+    tied = tiny_model(seed=2, tie_embeddings=True)
+    before = tied.tok_emb.weight.detach().clone()
+    with pytest.raises(ValueError, match=r"untied.pth has an output head of its own.*tie_embeddings=False"):
+        load_checkpoint(path, tied)
+    assert torch.equal(tied.tok_emb.weight, before)  # nothing changed
+    # A checkpoint of a tied model (head == embedding) loads into a tied model as before.
+    load_checkpoint(save_checkpoint(tmp_path / "tied.pth", tiny_model(seed=3, tie_embeddings=True)), tied)
+
+
+def test_flipped_bytes_in_a_saved_checkpoint_are_found_by_its_checksum(tmp_path, tiny_model):
+    path = save_checkpoint(tmp_path / "model.pth", tiny_model())
+    data = bytearray(path.read_bytes())
+    # Flip 64 bytes inside the first tensor's data (after the zip entry of the pickle).
+    start = data.index(b"data/0") + 200
+    for i in range(start, start + 64):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"model.pth (is damaged|cannot be read)"):
+        load_checkpoint(path, tiny_model())
+
+
+def test_a_truncated_checkpoint_names_the_file_and_says_it_is_cut_short(tmp_path, tiny_model):
+    path = save_checkpoint(tmp_path / "cut.pth", tiny_model())
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"cut.pth cannot be read as a PyTorch checkpoint: it is damaged or cut short"):
+        load_checkpoint(path, tiny_model())
+
+
+def test_a_web_page_saved_as_a_checkpoint_is_called_what_it_is(tmp_path, tiny_model):
+    path = tmp_path / "model.pth"
+    path.write_text("<!DOCTYPE html><html><body>Rate limit exceeded</body></html>")
+    with pytest.raises(ValueError, match=r"model.pth is not a checkpoint: it is a text file") as err:
+        load_checkpoint(path, tiny_model())
+    assert "weights_only=False" not in str(err.value)
+
+
+def test_a_failed_write_says_which_file_and_suggests_a_full_disk(tmp_path, tiny_model, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 320 vs 256")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"could not write the checkpoint .*model.pth .*is the disk full\?"):
+        save_checkpoint(tmp_path / "model.pth", tiny_model())
+    assert not (tmp_path / "model.pth").exists()
