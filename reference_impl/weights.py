@@ -63,6 +63,99 @@ _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
 _TRUE = {"1", "true", "yes"}  # the values of an environment variable that mean "on"
 
 
+# config.json: the sizes, which become the GPTConfig ...
+_SIZES = {"vocab_size", "n_positions", "n_embd", "n_head", "n_layer"}
+# ... options that change the computation, each with the value(s) GPTModel reproduces ...
+_REPRODUCED = {
+    "model_type": (lambda v, c: v == "gpt2", "a GPT-2 (model_type 'gpt2')"),
+    "activation_function": (lambda v, c: v in ("gelu_new", "gelu_pytorch_tanh"), "GELU's tanh form (gelu_new)"),
+    "layer_norm_epsilon": (lambda v, c: v == 1e-5, "LayerNorm with eps=1e-5"),
+    "n_inner": (lambda v, c: v is None or v == 4 * c["n_embd"], "a feed-forward of width 4 * n_embd"),
+    "scale_attn_weights": (lambda v, c: v is True, "attention scores scaled by 1/sqrt(head_dim)"),
+    "scale_attn_by_inverse_layer_idx": (lambda v, c: v is False, "no extra 1/(layer+1) scaling of the scores"),
+    # Computes the same scores in float32 in another order: equal up to rounding.
+    "reorder_and_upcast_attn": (lambda v, c: isinstance(v, bool), "the same scores (its order only changes rounding)"),
+    "add_cross_attention": (lambda v, c: v is False, "no cross-attention (a decoder only)"),
+    "is_encoder_decoder": (lambda v, c: v is False, "a decoder only"),
+    "tie_word_embeddings": (lambda v, c: v is True, "an output head tied to the token embedding, as GPT-2's"),
+    "pruned_heads": (lambda v, c: not v, "every attention head (none pruned)"),
+}
+# ... and options that do not change what the loaded network computes: training settings
+# (dropout, initialisation), token ids, generation defaults, bookkeeping of transformers.
+_NOT_COMPUTATION = {
+    "_name_or_path",
+    "_commit_hash",
+    "architectures",
+    "transformers_version",
+    "torch_dtype",
+    "dtype",
+    "attn_pdrop",
+    "embd_pdrop",
+    "resid_pdrop",
+    "summary_first_dropout",
+    "initializer_range",
+    "summary_activation",
+    "summary_proj_to_labels",
+    "summary_type",
+    "summary_use_proj",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "sep_token_id",
+    "decoder_start_token_id",
+    "n_ctx",
+    "n_special",
+    "predict_special_tokens",
+    "task_specific_params",
+    "use_cache",
+    "output_past",
+    "return_dict",
+    "output_attentions",
+    "output_hidden_states",
+    "torchscript",
+    "use_bfloat16",
+    "id2label",
+    "label2id",
+    "problem_type",
+    "finetuning_task",
+    "tokenizer_class",
+    "prefix",
+    "gradient_checkpointing",
+    "_attn_implementation",
+    "attn_implementation",
+    "tf_legacy_loss",
+    "max_length",
+    "min_length",
+    "do_sample",
+    "early_stopping",
+    "num_beams",
+    "num_beam_groups",
+    "temperature",
+    "top_k",
+    "top_p",
+    "typical_p",
+    "repetition_penalty",
+    "length_penalty",
+    "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size",
+    "bad_words_ids",
+    "num_return_sequences",
+    "output_scores",
+    "return_dict_in_generate",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "remove_invalid_values",
+    "exponential_decay_length_penalty",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "diversity_penalty",
+    "chunk_size_feed_forward",
+    "is_decoder",
+    "cross_attention_hidden_size",
+    "tie_encoder_decoder",
+}
+
+
 def load_gpt2(
     name_or_folder: str | os.PathLike, *, drop_rate: float = 0.0, context_length: int | None = None
 ) -> GPTModel:
@@ -95,24 +188,29 @@ def load_gpt2(
 
 
 def config_from_hf(hf_config: dict, drop_rate: float = 0.0) -> GPTConfig:
-    """Our ``GPTConfig`` for a Hugging Face GPT-2 ``config.json`` (read into a dict)."""
-    missing = [key for key in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head") if key not in hf_config]
+    """Our ``GPTConfig`` for a Hugging Face GPT-2 ``config.json`` (read into a dict).
+
+    Every option of the file is checked, not only the known ones: an option that changes what
+    the network computes must have the value ``GPTModel`` reproduces, and an option this
+    function does not know is refused too, naming it, rather than giving a model that loads
+    cleanly but computes something else.
+    """
+    missing = [key for key in ("vocab_size", "n_positions", "n_embd", "n_head", "n_layer") if key not in hf_config]
     if missing:
         raise ValueError(f"config.json lacks {', '.join(missing)}: is it a GPT-2 configuration?")
-    # What our GPTModel hard-codes; a checkpoint built otherwise would load but compute other things.
-    eps = hf_config.get("layer_norm_epsilon", 1e-5)
-    if eps != 1e-5:
-        raise ValueError(f"config.json has layer_norm_epsilon={eps}; GPTModel's LayerNorm uses 1e-5")
-    activation = hf_config.get("activation_function", "gelu_new")
-    if activation not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise ValueError(
-            f"config.json has activation_function={activation!r}; GPTModel uses GELU's tanh form (gelu_new)"
-        )
-    hidden = hf_config.get("n_inner")
-    if hidden is not None and hidden != 4 * hf_config["n_embd"]:
-        raise ValueError(
-            f"config.json has n_inner={hidden}; GPTModel's feed-forward is 4 * n_embd = {4 * hf_config['n_embd']}"
-        )
+    for key, value in hf_config.items():
+        if key in _SIZES or key in _NOT_COMPUTATION:
+            continue
+        if key not in _REPRODUCED:
+            raise ValueError(
+                f"config.json has the option {key}={value!r}, which GPTModel does not implement, so it cannot "
+                "promise to compute what this checkpoint computes (is it a GPT-2 checkpoint?)"
+            )
+        accepted, what = _REPRODUCED[key]
+        if not accepted(value, hf_config):
+            raise ValueError(
+                f"config.json has {key}={value!r}; GPTModel computes {what}, so it refuses this checkpoint"
+            )
     return GPTConfig(
         vocab_size=hf_config["vocab_size"],
         context_length=hf_config["n_positions"],

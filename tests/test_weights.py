@@ -13,8 +13,8 @@ import torch
 
 from reference_impl.download import DataFileError
 from reference_impl.generate import generate
-from reference_impl.model import GPTModel
-from reference_impl.weights import gpt2_state_dict_to_ours, load_gpt2
+from reference_impl.model import GPTConfig, GPTModel
+from reference_impl.weights import config_from_hf, gpt2_state_dict_to_ours, load_gpt2
 
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
@@ -170,6 +170,49 @@ def test_other_layer_norm_epsilon_is_refused(small_checkpoint):
     edit_config(small_checkpoint, layer_norm_epsilon=1e-6)
     with pytest.raises(ValueError, match="layer_norm_epsilon=1e-06"):
         load_gpt2(small_checkpoint)
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("scale_attn_by_inverse_layer_idx", True),  # transformers: logits 1.6-5.5 away from ours
+        ("scale_attn_weights", False),
+        ("add_cross_attention", True),
+        ("activation_function", "relu"),
+        ("n_inner", 7),
+        ("model_type", "gpt_neo"),
+    ],
+)
+def test_every_option_that_changes_the_computation_is_refused_by_name(small_checkpoint, option, value):
+    edit_config(small_checkpoint, **{option: value})
+    with pytest.raises(ValueError, match=rf"config.json has {option}={value!r}; GPTModel computes"):
+        load_gpt2(small_checkpoint)
+
+
+def test_an_option_the_loader_does_not_know_is_refused_by_name(small_checkpoint):
+    edit_config(small_checkpoint, rotary_dim=16)
+    with pytest.raises(
+        ValueError, match=r"config.json has the option rotary_dim=16, which GPTModel does not implement"
+    ):
+        load_gpt2(small_checkpoint)
+
+
+def test_the_hubs_own_gpt2_configurations_are_accepted():
+    # config.json of openai-community/gpt2 (gpt2-medium/-large/-xl add n_special, predict_special_tokens)
+    hub_config = {
+        "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
+        "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
+        "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768, "n_head": 12,
+        "n_layer": 12, "n_positions": 1024, "resid_pdrop": 0.1, "summary_activation": None,
+        "summary_first_dropout": 0.1, "summary_proj_to_labels": True, "summary_type": "cls_index",
+        "summary_use_proj": True, "task_specific_params": {"text-generation": {"do_sample": True, "max_length": 50}},
+        "vocab_size": 50257,
+    }  # fmt: skip
+    assert config_from_hf(hub_config) == GPTConfig.from_preset("gpt2-small (124M)").replace(
+        drop_rate=0.0, qkv_bias=True, tie_embeddings=True
+    )
+    medium = {**hub_config, "n_embd": 1024, "n_head": 16, "n_layer": 24, "n_special": 0, "predict_special_tokens": True}
+    assert config_from_hf(medium).emb_dim == 1024
 
 
 def test_untied_lm_head_is_refused(tmp_path):
