@@ -21,6 +21,7 @@ and encoding repeats "merge the pair that was learnt first".
 from __future__ import annotations
 
 import functools
+import heapq
 import json
 import re
 from collections import Counter
@@ -395,15 +396,40 @@ class BPETokenizer:
         return self.encode(text, disallowed_special=())
 
     def _encode_piece_uncached(self, piece: bytes) -> tuple[int, ...]:
-        """BPE one piece: apply the learnt merges, the earliest-learnt pair first."""
-        ids = [self.byte_ids[byte] for byte in piece]
-        while len(ids) >= 2:
-            pairs = set(zip(ids, ids[1:]))
-            pair = min(pairs, key=lambda p: self.merge_ranks.get(p, float("inf")))
-            if pair not in self.merge_ranks:
-                break  # no pair left that a merge joins
-            ids = merge(ids, pair, N_BYTES + self.merge_ranks[pair])
-        return tuple(ids)  # a tuple: the cache hands the same object to every caller
+        """BPE one piece: apply the learnt merges, the earliest-learnt pair first.
+
+        The result is that of the plain loop (find the pair of smallest rank, ``merge`` all
+        its occurrences left to right, repeat), which chapter 2 writes; that loop rescans the
+        whole piece after every merge, so a long piece (a 16 KB run of letters) took seconds.
+        Here the tokens are a linked list and the candidate pairs wait in a heap ordered by
+        (rank, position): each merge only looks at its two new neighbours, O(n log n) in all.
+        Merging pair rank r creates id 256 + r, which only merges of higher rank use, so every
+        pair of rank r is merged, left to right, before any pair of a higher rank.
+        """
+        ids: list[int | None] = [self.byte_ids[byte] for byte in piece]
+        n = len(ids)
+        if n < 2:
+            return tuple(ids)
+        ranks = self.merge_ranks
+        following = list(range(1, n)) + [-1]  # index of the next live token, -1 at the end
+        preceding = list(range(-1, n - 1))
+        heap = [(ranks[pair], i) for i, pair in enumerate(zip(ids, ids[1:])) if pair in ranks]
+        heapq.heapify(heap)
+        while heap:
+            rank, i = heapq.heappop(heap)
+            j = following[i]
+            if ids[i] is None or j == -1 or ranks.get((ids[i], ids[j])) != rank:
+                continue  # this pair was changed by an earlier merge
+            ids[i], ids[j] = N_BYTES + rank, None
+            k = following[j]
+            following[i] = k
+            if k != -1:
+                preceding[k] = i
+                if (right := ranks.get((ids[i], ids[k]))) is not None:
+                    heapq.heappush(heap, (right, i))
+            if (h := preceding[i]) != -1 and (left := ranks.get((ids[h], ids[i]))) is not None:
+                heapq.heappush(heap, (left, h))
+        return tuple(token for token in ids if token is not None)  # a tuple: the cache shares it
 
     def _special_token_set(self, tokens: Literal["all"] | Collection[str]) -> set[str]:
         if tokens == "all":

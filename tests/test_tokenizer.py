@@ -532,3 +532,35 @@ def test_get_tokenizer_is_tiktokens_gpt2(tiktoken_gpt2):
     assert tiktoken_gpt2.name == "gpt2"
     assert tiktoken_gpt2.n_vocab == 50257
     assert tiktoken_gpt2.encode(HELLO_TEXT, allowed_special={"<|endoftext|>"}) == HELLO_IDS
+
+
+# --- long pieces: the heap-based merge gives the plain loop's ids ---------------------------
+
+
+def plain_loop_encode_piece(tokenizer: BPETokenizer, piece: bytes) -> tuple[int, ...]:
+    """Chapter 2's loop: merge every occurrence of the smallest-rank pair, rescan, repeat."""
+    ids = [tokenizer.byte_ids[byte] for byte in piece]
+    while len(ids) >= 2:
+        pair = min(set(zip(ids, ids[1:])), key=lambda p: tokenizer.merge_ranks.get(p, float("inf")))
+        if pair not in tokenizer.merge_ranks:
+            break
+        ids = merge(ids, pair, 256 + tokenizer.merge_ranks[pair])
+    return tuple(ids)
+
+
+def test_heap_merging_gives_the_plain_loops_ids_on_random_and_repetitive_pieces(bpe):
+    rng = random.Random(0)
+    pieces = [b"a" * n for n in (1, 2, 3, 4, 5, 17, 64)] + [b"ab" * 40, b"1234567890" * 20, b" " * 33]
+    alphabet = b"aeinorst lhdcumwfgypbvk.,'-0123456789"
+    pieces += [bytes(rng.choice(alphabet) for _ in range(rng.randint(2, 300))) for _ in range(200)]
+    pieces += ["Ünïcödé façade naïve 日本語の文章 🤖🚀".encode() * 3]
+    for piece in pieces:
+        assert bpe._encode_piece_uncached(piece) == plain_loop_encode_piece(bpe, piece), piece[:40]
+
+
+def test_a_long_word_is_encoded_like_tiktoken(bpe, tiktoken_gpt2):
+    rng = random.Random(1)
+    word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8000))
+    assert bpe.encode(word) == tiktoken_gpt2.encode(word)
+    digits = "".join(rng.choice("0123456789") for _ in range(20000))
+    assert bpe.encode(digits) == tiktoken_gpt2.encode(digits)
