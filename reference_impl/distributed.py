@@ -17,6 +17,7 @@ only rank 0 evaluates, prints, shows the progress bar and saves the checkpoint.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -43,13 +44,20 @@ class DistributedContext(NamedTuple):
         return self.rank == 0
 
 
-def setup_distributed() -> DistributedContext:
+DEFAULT_TIMEOUT_S = 300.0  # a stuck process stops the others after 5 minutes, not torch's 30
+
+
+def setup_distributed(timeout_s: float = DEFAULT_TIMEOUT_S) -> DistributedContext:
     """Join the process group that ``torchrun`` set up, through its environment variables.
 
     torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT. The backend is
     NCCL on CUDA GPUs (one GPU per process) and gloo on CPUs. Without torchrun (no RANK
     variable) this is a single process, rank 0 of 1, and no process group is created.
+    ``timeout_s``: how long a process waits for the others in a collective (the gradient
+    averaging) before it fails, instead of torch's default of 30 minutes for a stuck rank.
     """
+    if timeout_s <= 0:
+        raise ValueError(f"the process group timeout must be positive, got {timeout_s} s")
     cuda = torch.cuda.is_available()
     if "RANK" not in os.environ:
         return DistributedContext(0, 0, 1, torch.device("cuda" if cuda else "cpu"))
@@ -62,7 +70,12 @@ def setup_distributed() -> DistributedContext:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-    dist.init_process_group(backend="nccl" if cuda else "gloo", rank=rank, world_size=world_size)
+    dist.init_process_group(
+        backend="nccl" if cuda else "gloo",
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
     return DistributedContext(rank, local_rank, world_size, device)
 
 
@@ -132,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine decay")
     train.add_argument("--grad-clip", type=float, help="clip the gradient norm to this after the warm-up")
     train.add_argument("--seed", type=int, default=123, help=default)
+    train.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds a process waits for the others before failing (a stuck rank) {default}",
+    )
     report = parser.add_argument_group("reporting")
     report.add_argument("--eval-freq", type=int, default=5, help=f"evaluate every this many steps {default}")
     report.add_argument("--eval-iter", type=int, default=5, help=f"batches per evaluation {default}")
@@ -148,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 0 < args.train_ratio < 1:
         parser.error(f"--train-ratio must be between 0 and 1, got {args.train_ratio}")
-    ctx = setup_distributed()
+    ctx = setup_distributed(timeout_s=args.timeout)
     try:
         _train(args, ctx)
     finally:

@@ -34,6 +34,24 @@ def _check_prompt(idx: torch.Tensor) -> None:
         raise TypeError(f"the prompt must hold integer token ids, got dtype {idx.dtype}")
 
 
+def _check_lengths(max_new_tokens, context_size) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    if context_size is not None and (
+        isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 1
+    ):
+        raise ValueError(f"context_size must be a positive integer, got {context_size!r}")
+
+
+def _check_finite(logits: torch.Tensor) -> None:
+    # NaN logits would make argmax pick token 0 and sampling fail obscurely: say what is wrong.
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError(
+            "the model's logits contain NaN or infinity, so no token can be chosen: its weights hold "
+            "NaN/inf (did training diverge? try a lower learning rate or gradient clipping)"
+        )
+
+
 @torch.no_grad()
 def generate_text_simple(model, idx: torch.Tensor, max_new_tokens: int, context_size: int) -> torch.Tensor:
     """Greedy decoding, the book's way: the whole (cropped) sequence goes through the model each step.
@@ -43,8 +61,10 @@ def generate_text_simple(model, idx: torch.Tensor, max_new_tokens: int, context_
     the whole prompt followed by the new tokens.
     """
     _check_prompt(idx)
+    _check_lengths(max_new_tokens, context_size)
     for _ in range(max_new_tokens):
         logits = model(idx[:, -context_size:])[:, -1, :]
+        _check_finite(logits)
         idx_next = torch.argmax(logits, dim=-1, keepdim=True)
         idx = torch.cat((idx, idx_next), dim=1)
     return idx
@@ -88,6 +108,7 @@ def generate(
     The returned tensor holds the whole prompt and the new tokens.
     """
     _check_prompt(idx)
+    _check_lengths(max_new_tokens, context_size)
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_k is not None and top_k < 1:
@@ -105,6 +126,7 @@ def generate(
             logits = model(idx[:, -window:], cache)
         else:
             logits = model(idx[:, -1:], cache)
+        _check_finite(logits[:, -1, :])
         idx_next = _next_token(logits[:, -1, :], temperature, top_k)
         if eos_id is not None:
             # Sequences that already ended keep emitting eos_id (a padding they can strip).

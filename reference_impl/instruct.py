@@ -79,6 +79,9 @@ def format_input(entry: dict) -> str:
     """The prompt: the intro, ``### Instruction:``, and ``### Input:`` only when there is an input."""
     if "instruction" not in entry:
         raise KeyError(f"an instruction example needs an 'instruction' key; this one has {sorted(entry)}")
+    _check_text(entry, "instruction")
+    if entry.get("input") is not None:
+        _check_text(entry, "input")
     instruction_text = f"{PROMPT_INTRO}\n\n### Instruction:\n{entry['instruction']}"
     input_text = f"\n\n### Input:\n{entry['input']}" if entry.get("input") else ""
     return instruction_text + input_text
@@ -88,7 +91,17 @@ def format_response(entry: dict) -> str:
     """What the model learns to write after the prompt: ``### Response:`` and the answer."""
     if "output" not in entry:
         raise KeyError(f"a training example needs an 'output' key; this one has {sorted(entry)}")
+    _check_text(entry, "output")
     return f"\n\n### Response:\n{entry['output']}"
+
+
+def _check_text(entry: dict, key: str) -> None:
+    # A null or a number would be formatted as "None" or "42" and learnt as the answer.
+    if not isinstance(entry[key], str):
+        raise ValueError(
+            f"the example's {key!r} is {entry[key]!r} ({type(entry[key]).__name__}), not a text: "
+            f"fix or drop this example ({str(entry.get('instruction'))[:60]!r})"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -109,9 +122,12 @@ class InstructionDataset(Dataset):
         self.with_prompt_length = with_prompt_length
         self.encoded_texts = []
         self.prompt_lengths = []
-        for entry in data:
-            prompt = format_input(entry)
-            self.encoded_texts.append(tokenizer.encode(prompt + format_response(entry)))
+        for index, entry in enumerate(data):
+            try:
+                prompt, response = format_input(entry), format_response(entry)
+            except (KeyError, ValueError) as err:
+                raise type(err)(f"example {index} of the data: {err.args[0]}") from None
+            self.encoded_texts.append(tokenizer.encode(prompt + response))
             # The prompt ends at a word boundary, so its tokens are a prefix of the full text's.
             self.prompt_lengths.append(len(tokenizer.encode(prompt)))
 

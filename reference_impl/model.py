@@ -185,12 +185,24 @@ class GPTModel(nn.Module):
         past = cache.length if cache is not None else 0
         num_tokens = in_idx.shape[1]
         positions = torch.arange(past, past + num_tokens, device=in_idx.device)
-        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
+        x = self.drop_emb(self._embed_tokens(in_idx) + self.pos_emb(positions))
         for layer, block in enumerate(self.trf_blocks):
             x = block(x, cache, layer)
         if cache is not None:
             cache.advance(num_tokens)
         return self.out_head(self.final_norm(x))
+
+    def _embed_tokens(self, in_idx: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.tok_emb(in_idx)
+        except IndexError:  # checked only when it fails: no cost on the normal path
+            bad = in_idx[(in_idx < 0) | (in_idx >= self.cfg.vocab_size)]
+            raise ValueError(
+                f"token id {bad[0].item()} is outside the vocabulary: ids must be between 0 and "
+                f"{self.cfg.vocab_size - 1} (vocab_size={self.cfg.vocab_size}); "
+                f"{bad.numel()} of the {in_idx.numel()} ids are out of range. Was the text encoded "
+                "with another tokenizer, or padded with an id the model does not have?"
+            ) from None
 
     def new_cache(self) -> KVCache:
         return KVCache(self.cfg.n_layers, self.cfg.context_length)

@@ -222,6 +222,12 @@ def train_model_simple(
     if grad_clip is not None and grad_clip <= 0:
         raise ValueError(f"grad_clip must be a positive gradient norm or None, got {grad_clip}")
     steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0 and num_epochs > 0:
+        raise ValueError(
+            "the training loader yields no batch, so there is nothing to train on: it has fewer examples "
+            "than its batch_size and drops the last, incomplete batch (drop_last=True). Use more data, "
+            "a smaller batch_size, or drop_last=False."
+        )
     total_steps = steps_per_epoch * num_epochs
     scheduled = warmup_steps > 0 or cosine_decay or peak_lr is not None
     if scheduled:

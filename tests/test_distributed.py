@@ -116,3 +116,16 @@ def restore(path) -> GPTModel:
     model = GPTModel(cfg)
     assert load_checkpoint(path, model)["epochs"] == 2
     return model
+
+
+def test_a_stuck_process_fails_after_the_timeout_given_not_torchs_30_minutes(monkeypatch):
+    from reference_impl import distributed
+
+    seen = {}
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kwargs: seen.update(kwargs))
+    for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    distributed.setup_distributed(timeout_s=42)
+    assert seen["timeout"].total_seconds() == 42
+    assert distributed.build_parser().parse_args([]).timeout == distributed.DEFAULT_TIMEOUT_S == 300

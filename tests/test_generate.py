@@ -100,3 +100,31 @@ def test_text_round_trip_through_token_ids():
     ids = text_to_token_ids("Every effort moves you<|endoftext|>", tokenizer)
     assert ids.tolist() == [[6109, 3626, 6100, 345, 50256]]
     assert token_ids_to_text(ids, tokenizer) == "Every effort moves you<|endoftext|>"
+
+
+@pytest.mark.parametrize(
+    "max_new_tokens, context_size, message",
+    [(-1, None, "max_new_tokens must be an integer >= 0, got -1"), (2, 0, "context_size must be a positive integer")],
+)
+def test_negative_lengths_are_refused_by_both_generators(model, max_new_tokens, context_size, message):
+    prompt = torch.ones(1, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match=message):
+        generate(model, prompt, max_new_tokens, context_size=context_size, use_cache=False)
+    with pytest.raises(ValueError, match=message):
+        generate_text_simple(model, prompt, max_new_tokens, context_size if context_size is not None else 12)
+
+
+def test_a_token_id_outside_the_vocabulary_names_the_id_and_the_vocabulary_size(model):
+    with pytest.raises(
+        ValueError, match=r"token id 61 is outside the vocabulary: .*between 0 and 60 \(vocab_size=61\)"
+    ):
+        model(torch.tensor([[1, 61, 2]]))
+
+
+def test_nan_weights_stop_decoding_with_a_reason_instead_of_emitting_token_0(model):
+    with torch.no_grad():
+        model.final_norm.scale.fill_(float("nan"))
+    prompt = torch.ones(1, 2, dtype=torch.long)
+    for decode in (lambda: generate(model, prompt, 3), lambda: generate_text_simple(model, prompt, 3, 12)):
+        with pytest.raises(ValueError, match="logits contain NaN or infinity"):
+            decode()

@@ -1,6 +1,7 @@
 """Instruction fine-tuning (chapter 7): the data, the prompt, the batches, the answers, the score."""
 
 import json
+import re
 from functools import partial
 
 import pytest
@@ -125,6 +126,17 @@ def test_format_input_names_a_missing_key():
         format_input({"question": "2 + 2?", "output": "4"})
     with pytest.raises(KeyError, match="'output'"):
         format_response({"instruction": "Add 2 and 2."})
+
+
+@pytest.mark.parametrize("field, value", [("output", None), ("output", 4), ("instruction", None), ("input", ["2"])])
+def test_a_field_that_is_not_text_is_refused_instead_of_learnt_as_its_repr(tokenizer, field, value):
+    entry = {"instruction": "Add 2 and 2.", "input": "", "output": "4", field: value}
+    with pytest.raises(ValueError, match=re.escape(f"example 1 of the data: the example's '{field}' is {value!r}")):
+        InstructionDataset([WITHOUT_INPUT, entry], tokenizer)
+
+
+def test_a_missing_input_or_a_null_input_means_no_input():
+    assert format_input({"instruction": "Say hi.", "input": None}) == format_input({"instruction": "Say hi."})
 
 
 def test_instruction_dataset_holds_prompt_plus_response_tokens(tokenizer):

@@ -512,3 +512,12 @@ def test_a_failed_write_says_which_file_and_suggests_a_full_disk(tmp_path, tiny_
     with pytest.raises(OSError, match=r"could not write the checkpoint .*model.pth .*is the disk full\?"):
         save_checkpoint(tmp_path / "model.pth", tiny_model())
     assert not (tmp_path / "model.pth").exists()
+
+
+def test_training_on_a_loader_without_batches_says_why_instead_of_returning_an_empty_history(tiny_model):
+    model = tiny_model()
+    empty = create_dataloader_v1(TEXT[:40], 64, 8, 8, shuffle=False, drop_last=True, tokenizer=TOKENIZER)
+    assert len(empty) == 0
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with pytest.raises(ValueError, match=r"yields no batch.*fewer examples than its batch_size.*drop_last"):
+        train_model_simple(model, empty, empty, optimizer, "cpu", 1, 1, 1, None, None, show_progress=False)
