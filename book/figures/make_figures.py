@@ -194,7 +194,18 @@ def sliding_window():
         colour = [BLUE, ORANGE][row]
         for k in range(max_length):
             node(ax, start + k + 0.5, y + 0.22, 0.92, 0.36, tokens[start + k], colour, fontsize=8, mono=True)
-            node(ax, start + k + 1.5, y - 0.22, 0.92, 0.36, tokens[start + k + 1], colour, fontsize=8, mono=True, alpha=0.3)
+            node(
+                ax,
+                start + k + 1.5,
+                y - 0.22,
+                0.92,
+                0.36,
+                tokens[start + k + 1],
+                colour,
+                fontsize=8,
+                mono=True,
+                alpha=0.3,
+            )
         note(ax, -0.1, y + 0.22, f"input {row + 1}", ha="right", style="normal", colour=colour)
         note(ax, -0.1, y - 0.22, f"target {row + 1}", ha="right", style="normal", colour=colour)
     note(ax, 11.0, 1.55, "max_length = 4:\ntokens per input", ha="center", size=8.5)
@@ -231,7 +242,11 @@ def qkv_attention():
     """Chapter 3: inputs projected to queries, keys and values; scores, softmax, weighted sum."""
     fig, ax = canvas(9.6, 3.6, (0, 12.4), (0, 4.6))
     node(ax, 1.0, 2.3, 1.6, 1.0, "inputs x\n(tokens × d_in)", GREY, fontsize=9)
-    for y, name, colour in [(3.7, "queries Q = x W_q", BLUE), (2.3, "keys K = x W_k", ORANGE), (0.9, "values V = x W_v", GREEN)]:
+    for y, name, colour in [
+        (3.7, "queries Q = x W_q", BLUE),
+        (2.3, "keys K = x W_k", ORANGE),
+        (0.9, "values V = x W_v", GREEN),
+    ]:
         node(ax, 4.0, y, 2.6, 0.8, name, colour, fontsize=9)
         arrow(ax, (1.85, 2.3), (2.65, y))
     node(ax, 7.2, 3.0, 2.4, 1.0, "scores = Q Kᵀ\n(tokens × tokens)", PURPLE, fontsize=9)
