@@ -76,26 +76,19 @@ from course_tools.checks import (
     forbid_reference_impl,
     show_warnings_on_stdout,
 )
+from reference_impl.model import GPTConfig  # the configuration of chapter 4
 
 show_warnings_on_stdout()
 
-# The smallest GPT-2 (section 4.1), in the book's dictionary form.
-GPT_CONFIG_124M = {
-    "vocab_size": 50257,     # vocabulary size (GPT-2's BPE tokenizer)
-    "context_length": 1024,  # the most tokens the model can look at
-    "emb_dim": 768,          # embedding dimension
-    "n_heads": 12,           # number of attention heads
-    "n_layers": 12,          # number of transformer blocks
-    "drop_rate": 0.1,        # dropout rate
-    "qkv_bias": False,       # no bias in the query, key and value projections
-}
+# The smallest GPT-2 (section 4.1) as the chapter writes it: a GPTConfig, whose fields are
+# attributes (cfg.emb_dim). Frozen: no code can change it by accident.
+GPT_CONFIG_124M = GPTConfig.from_preset("gpt2-small (124M)")
 
 
 def tiny_config(**changes):
-    """A small configuration with the keys of GPT_CONFIG_124M, for quick experiments and checks."""
-    cfg = {"vocab_size": 50, "context_length": 8, "emb_dim": 8, "n_heads": 2, "n_layers": 1,
-           "drop_rate": 0.0, "qkv_bias": False}
-    return {**cfg, **changes}
+    """A small GPTConfig for quick experiments and checks; keyword arguments change fields."""
+    cfg = GPTConfig(vocab_size=50, context_length=8, emb_dim=8, n_heads=2, n_layers=1, drop_rate=0.0, qkv_bias=False)
+    return cfg.replace(**changes)
 
 
 print("GPT_CONFIG_124M:", GPT_CONFIG_124M)
@@ -234,8 +227,8 @@ for what, x in [("random inputs of shape (3, 4, 5)", 4 * torch.randn(3, 4, 5)),
 #
 # * In `__init__`, store in `self.layers` an `nn.Sequential` of an `nn.Linear` from
 #   `emb_dim` to `4 * emb_dim`, a GELU and an `nn.Linear` from `4 * emb_dim` back to
-#   `emb_dim` (both with biases). `cfg` is the book's configuration dictionary:
-#   `cfg["emb_dim"]`.
+#   `emb_dim` (both with biases). `cfg` is the model's configuration, a `GPTConfig` as in
+#   the chapter: its fields are attributes, `cfg.emb_dim`.
 # * `forward(x)`: `x` of shape `(batch, num_tokens, emb_dim)` -> the same shape.
 #
 # For the GELU, use `nn.GELU(approximate="tanh")`, PyTorch's version of exercise 2, so that
@@ -249,9 +242,9 @@ class FeedForward(nn.Module):
         super().__init__()
         ### BEGIN SOLUTION
         self.layers = nn.Sequential(
-            nn.Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]),
+            nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim),
             nn.GELU(approximate="tanh"),
-            nn.Linear(4 * cfg["emb_dim"], cfg["emb_dim"]),
+            nn.Linear(4 * cfg.emb_dim, cfg.emb_dim),
         )
         ### END SOLUTION
 
@@ -268,9 +261,9 @@ from reference_impl import model as reference
 
 cfg = tiny_config()  # emb_dim 8
 torch.manual_seed(123)
-expected_module = reference.FeedForward(reference.GPTConfig(**cfg))
+expected_module = reference.FeedForward(cfg)
 with forbid_reference_impl():
-    ff = FeedForward(dict(cfg))
+    ff = FeedForward(cfg)
 expect_own_implementation(ff, "your FeedForward")
 expect_equal({name: tuple(p.shape) for name, p in ff.state_dict().items()},
              {name: tuple(p.shape) for name, p in expected_module.state_dict().items()},
@@ -287,15 +280,15 @@ print("Exercise 3: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 cfg = tiny_config(emb_dim=16, n_heads=4)
 torch.manual_seed(321)
-expected_module = reference.FeedForward(reference.GPTConfig(**cfg))
+expected_module = reference.FeedForward(cfg)
 x = 3 * torch.randn(4, 5, 16)
 with forbid_reference_impl():
-    ff = FeedForward(dict(cfg))
+    ff = FeedForward(cfg)
     ff.load_state_dict(expected_module.state_dict())
     out = ff(x)
 expect_close(out, expected_module(x), "FeedForward with emb_dim=16 on inputs of shape (4, 5, 16)")
 with forbid_reference_impl():
-    n_parameters = sum(p.numel() for p in FeedForward(dict(GPT_CONFIG_124M)).parameters())
+    n_parameters = sum(p.numel() for p in FeedForward(GPT_CONFIG_124M).parameters())
 expect_equal(n_parameters, 4_722_432, "the number of parameters of FeedForward(GPT_CONFIG_124M)")
 ### END HIDDEN TESTS
 
@@ -322,17 +315,17 @@ class TransformerBlock(nn.Module):
         super().__init__()
         # Given: the course's attention (chapter 3), feed-forward and layer norm.
         self.att = reference_impl.attention.MultiHeadAttention(
-            d_in=cfg["emb_dim"],
-            d_out=cfg["emb_dim"],
-            context_length=cfg["context_length"],
-            num_heads=cfg["n_heads"],
-            dropout=cfg["drop_rate"],
-            qkv_bias=cfg["qkv_bias"],
+            d_in=cfg.emb_dim,
+            d_out=cfg.emb_dim,
+            context_length=cfg.context_length,
+            num_heads=cfg.n_heads,
+            dropout=cfg.drop_rate,
+            qkv_bias=cfg.qkv_bias,
         )
-        self.ff = reference_impl.model.FeedForward(reference_impl.model.GPTConfig(**cfg))
-        self.norm1 = reference_impl.model.LayerNorm(cfg["emb_dim"])
-        self.norm2 = reference_impl.model.LayerNorm(cfg["emb_dim"])
-        self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+        self.ff = reference_impl.model.FeedForward(cfg)
+        self.norm1 = reference_impl.model.LayerNorm(cfg.emb_dim)
+        self.norm2 = reference_impl.model.LayerNorm(cfg.emb_dim)
+        self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
     def forward(self, x):
         ### BEGIN SOLUTION
@@ -353,7 +346,7 @@ from reference_impl import model as reference
 given = (reference_impl.attention.MultiHeadAttention, reference.FeedForward, reference.LayerNorm, reference.GPTConfig)
 cfg = tiny_config()  # emb_dim 8, 2 heads
 torch.manual_seed(123)
-block = TransformerBlock(dict(cfg))
+block = TransformerBlock(cfg)
 with torch.no_grad():  # random norm parameters: a missing or swapped norm shows
     for norm in (block.norm1, block.norm2):
         norm.scale.normal_()
@@ -371,7 +364,7 @@ expect_shape(out, (2, 5, 8), "TransformerBlock(cfg)(x)", hint="a block keeps the
 expect_close(out_silent, x, "the output of a block whose attention and feed-forward output zeros",
              hint="it must be the input itself: add each sub-layer's output to its input (the shortcut), "
                   "and normalise the sub-layer's input (pre-LN), not the sum")
-expected_block = reference.TransformerBlock(reference.GPTConfig(**cfg))
+expected_block = reference.TransformerBlock(cfg)
 expected_block.load_state_dict(block.state_dict())
 expect_close(out, expected_block(x), "TransformerBlock(cfg)(x)", atol=1e-5,
              hint="x = x + drop_shortcut(att(norm1(x))), then x = x + drop_shortcut(ff(norm2(x)))")
@@ -379,14 +372,14 @@ print("Exercise 4: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 for cfg in [tiny_config(emb_dim=16, n_heads=4, qkv_bias=True, drop_rate=0.5), tiny_config(context_length=4)]:
     torch.manual_seed(321)
-    block = TransformerBlock(dict(cfg)).eval()  # eval: dropout off
+    block = TransformerBlock(cfg).eval()  # eval: dropout off
     with torch.no_grad():
         for norm in (block.norm1, block.norm2):
             norm.scale.normal_()
             norm.shift.normal_()
-    expected_block = reference.TransformerBlock(reference.GPTConfig(**cfg)).eval()
+    expected_block = reference.TransformerBlock(cfg).eval()
     expected_block.load_state_dict(block.state_dict())
-    x = torch.randn(3, cfg["context_length"], cfg["emb_dim"])
+    x = torch.randn(3, cfg.context_length, cfg.emb_dim)
     with forbid_reference_impl(allowed=given):
         out = block(x)
     expect_close(out, expected_block(x), f"TransformerBlock({cfg}).eval()(x)", atol=1e-5,
@@ -398,13 +391,13 @@ for cfg in [tiny_config(emb_dim=16, n_heads=4, qkv_bias=True, drop_rate=0.5), ti
 #
 # How big is a GPT of a given configuration? Write `count_gpt_parameters(cfg)`, which
 # returns the number of parameters (a Python `int`) of the book's `GPTModel` built from
-# the configuration dictionary `cfg`, **by formula**, without building a model. With
+# the configuration `cfg` (a `GPTConfig`), **by formula**, without building a model. With
 # `d = emb_dim`, `V = vocab_size`, `C = context_length`:
 #
 # * token embedding `V x d` and position embedding `C x d`;
 # * per transformer block (`n_layers` of them):
 #   * attention: `W_query`, `W_key`, `W_value`, each `d x d` (plus a bias of `d` each if
-#     `cfg["qkv_bias"]`), and `out_proj`, `d x d` plus a bias of `d`;
+#     `cfg.qkv_bias`), and `out_proj`, `d x d` plus a bias of `d`;
 #   * feed-forward: `d x 4d` plus a bias of `4d`, then `4d x d` plus a bias of `d`;
 #   * two layer norms, each with a `scale` and a `shift` of `d`;
 # * the final layer norm (`scale` and `shift`) and the output head, `d x V` without bias
@@ -417,9 +410,9 @@ for cfg in [tiny_config(emb_dim=16, n_heads=4, qkv_bias=True, drop_rate=0.5), ti
 # %% nbgrader={"grade": false, "grade_id": "ex5_count_parameters_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def count_gpt_parameters(cfg):
     ### BEGIN SOLUTION
-    d, vocab, context, n_layers = cfg["emb_dim"], cfg["vocab_size"], cfg["context_length"], cfg["n_layers"]
+    d, vocab, context, n_layers = cfg.emb_dim, cfg.vocab_size, cfg.context_length, cfg.n_layers
     embeddings = vocab * d + context * d
-    attention = 3 * d * d + (3 * d if cfg["qkv_bias"] else 0) + d * d + d
+    attention = 3 * d * d + (3 * d if cfg.qkv_bias else 0) + d * d + d
     feed_forward = d * 4 * d + 4 * d + 4 * d * d + d
     layer_norms = 2 * 2 * d
     per_block = attention + feed_forward + layer_norms
@@ -435,25 +428,25 @@ from reference_impl import model as reference
 hint = ("embeddings V*d + C*d; per block: W_query/W_key/W_value 3*d*d (+3*d with qkv_bias), out_proj d*d + d, "
         "feed-forward d*4d + 4d + 4d*d + d, two layer norms 2*2*d; then the final norm 2*d and the head d*V")
 with forbid_reference_impl():
-    n_parameters = count_gpt_parameters(dict(GPT_CONFIG_124M))
+    n_parameters = count_gpt_parameters(GPT_CONFIG_124M)
 expect_equal(n_parameters, 163_009_536, "count_gpt_parameters(GPT_CONFIG_124M)", hint=hint)
 cfg = tiny_config(vocab_size=11, context_length=5, emb_dim=6, n_heads=3, n_layers=2)
 with forbid_reference_impl():
-    n_parameters = count_gpt_parameters(dict(cfg))
+    n_parameters = count_gpt_parameters(cfg)
 expect_equal(n_parameters, reference.count_parameters(reference.GPTModel(cfg)), f"count_gpt_parameters({cfg})",
              hint=hint)
 print("Exercise 5: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
-configs = [dict(GPT_CONFIG_124M, qkv_bias=True),
-           dict(GPT_CONFIG_124M, emb_dim=1024, n_layers=24, n_heads=16),  # gpt2-medium (355M)
-           dict(GPT_CONFIG_124M, emb_dim=1280, n_layers=36, n_heads=20),  # gpt2-large (774M)
-           dict(GPT_CONFIG_124M, emb_dim=1600, n_layers=48, n_heads=25),  # gpt2-xl (1558M)
+configs = [GPT_CONFIG_124M.replace(qkv_bias=True),
+           GPT_CONFIG_124M.replace(emb_dim=1024, n_layers=24, n_heads=16),  # gpt2-medium (355M)
+           GPT_CONFIG_124M.replace(emb_dim=1280, n_layers=36, n_heads=20),  # gpt2-large (774M)
+           GPT_CONFIG_124M.replace(emb_dim=1600, n_layers=48, n_heads=25),  # gpt2-xl (1558M)
            tiny_config(vocab_size=7, context_length=3, emb_dim=4, n_heads=1, n_layers=5, qkv_bias=True)]
 for cfg in configs:
     with torch.device("meta"):  # parameters without memory: a big model costs nothing
         expected = reference.count_parameters(reference.GPTModel(cfg))
     with forbid_reference_impl():
-        n_parameters = count_gpt_parameters(dict(cfg))
+        n_parameters = count_gpt_parameters(cfg)
     expect_equal(n_parameters, expected, f"count_gpt_parameters({cfg})", hint=hint)
 ### END HIDDEN TESTS
 
@@ -477,15 +470,15 @@ for cfg in configs:
 class GPTModel(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
-        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
-        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        self.drop_emb = nn.Dropout(cfg.drop_rate)
         # Given: the course's TransformerBlock and LayerNorm.
         self.trf_blocks = nn.Sequential(
-            *[reference_impl.model.TransformerBlock(cfg) for _ in range(cfg["n_layers"])]
+            *[reference_impl.model.TransformerBlock(cfg) for _ in range(cfg.n_layers)]
         )
-        self.final_norm = reference_impl.model.LayerNorm(cfg["emb_dim"])
-        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+        self.final_norm = reference_impl.model.LayerNorm(cfg.emb_dim)
+        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
 
     def forward(self, in_idx):
         ### BEGIN SOLUTION
@@ -507,7 +500,7 @@ from reference_impl import model as reference
 given = (reference.TransformerBlock, reference.LayerNorm)
 cfg = tiny_config(vocab_size=60, emb_dim=16, n_heads=2, n_layers=2)  # context_length 8
 torch.manual_seed(123)
-model = GPTModel(dict(cfg))
+model = GPTModel(cfg)
 with torch.no_grad():  # random final norm parameters: forgetting final_norm shows
     model.final_norm.scale.normal_()
     model.final_norm.shift.normal_()
@@ -526,7 +519,7 @@ for cfg, in_idx in [(tiny_config(vocab_size=60, emb_dim=16, n_heads=4, n_layers=
                      torch.randint(0, 60, (3, 8), generator=torch.Generator().manual_seed(1))),  # the whole context
                     (tiny_config(), torch.tensor([[7], [49]]))]:  # one token
     torch.manual_seed(321)
-    model = GPTModel(dict(cfg)).eval()  # eval: dropout off
+    model = GPTModel(cfg).eval()  # eval: dropout off
     expected_model = reference.GPTModel(cfg).eval()
     expected_model.load_state_dict(model.state_dict())
     with forbid_reference_impl(allowed=given):
