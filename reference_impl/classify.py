@@ -6,9 +6,16 @@ The data: the SMS Spam Collection, 5,574 messages labelled "ham" or "spam". The 
    ``random_split`` into train / validation / test -> ``write_csv`` (``Label,Text``, 0/1);
 2. ``SpamDataset``: token ids padded with ``<|endoftext|>`` to one length;
 3. ``prepare_for_classification``: a 2-class output head, only the last block trainable;
-4. ``train_classifier_simple``: cross-entropy on the *last* token's logits, the one
-   position that has seen the whole message through causal attention;
+4. ``train_classifier_simple``: cross-entropy on the logits of each message's last *real*
+   token, the one position that has seen the whole message through causal attention;
 5. ``classify_review``: the label of a new message.
+
+The last real token, not the last position: the book reads ``logits[:, -1, :]``, which for
+a padded message is a padding token's output, so the same message got other logits (and at
+times another label) with another amount of padding. ``last_token_index`` finds the last
+token that is not padding; loss, accuracy, training and ``classify_review`` all read the
+logits there, so a prediction never depends on the padding that follows the message
+(``pad_token_id=None`` gives the book's last-position behaviour back).
 
 Plain lists and the ``csv`` module, no pandas.
 """
@@ -16,6 +23,7 @@ Plain lists and the ``csv`` module, no pandas.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import random
 from collections.abc import Sequence
@@ -30,6 +38,7 @@ from . import train
 from .download import DataFileError, fetch
 
 LABELS = {"ham": 0, "spam": 1}
+PAD_TOKEN_ID = 50256  # GPT-2's <|endoftext|>: tokenizer.encode never produces it for plain text
 
 
 # --- data -----------------------------------------------------------------------------
@@ -109,9 +118,15 @@ class SpamDataset(Dataset):
     Each message is encoded, cut to ``max_length`` tokens, and padded with ``pad_token_id``
     (``<|endoftext|>``) up to ``max_length``; without ``max_length``, up to the longest
     message. Give the validation and test sets the training set's ``.max_length``.
+    ``.lengths`` holds each message's number of real (not padding) tokens.
+
+    The classifier finds a message's end as its last token that is not ``pad_token_id``
+    (``last_token_index``), so a message must not end with that id: the default, 50256,
+    cannot (``tokenizer.encode`` refuses to turn text into ``<|endoftext|>``); another pad
+    id that a message ends with is refused with a ``ValueError``.
     """
 
-    def __init__(self, csv_file_or_rows, tokenizer, max_length: int | None = None, pad_token_id: int = 50256):
+    def __init__(self, csv_file_or_rows, tokenizer, max_length: int | None = None, pad_token_id: int = PAD_TOKEN_ID):
         if isinstance(csv_file_or_rows, (str, os.PathLike)):
             rows = read_csv(csv_file_or_rows)
         else:
@@ -127,6 +142,14 @@ class SpamDataset(Dataset):
         else:
             self.max_length = max_length
             self.encoded_texts = [ids[:max_length] for ids in self.encoded_texts]
+        for index, ids in enumerate(self.encoded_texts):
+            if ids and ids[-1] == pad_token_id:
+                raise ValueError(
+                    f"message {index} ({rows[index][1][:40]!r}) ends with token {pad_token_id}, the pad_token_id: "
+                    "its end could not be told from padding. Pad with an id the tokenizer does not produce "
+                    f"for text, such as {PAD_TOKEN_ID} (<|endoftext|>)"
+                )
+        self.lengths = [len(ids) for ids in self.encoded_texts]
         self.encoded_texts = [ids + [pad_token_id] * (self.max_length - len(ids)) for ids in self.encoded_texts]
 
     def _longest_encoded_length(self) -> int:
@@ -170,32 +193,80 @@ def prepare_for_classification(model: nn.Module, num_classes: int = 2) -> nn.Mod
 # --- loss, accuracy, training ---------------------------------------------------------
 
 
-def calc_loss_batch(input_batch, target_batch, model, device) -> torch.Tensor:
-    """Cross-entropy of the last token's logits against the class labels."""
+def last_token_index(input_batch: torch.Tensor, pad_token_id: int | None = PAD_TOKEN_ID) -> torch.Tensor:
+    """The position of each row's last real token: the last one that is not ``pad_token_id``.
+
+    ``input_batch``: (batch, tokens) token ids, each row a message followed by padding.
+    Returns a (batch,) long tensor. A row of padding alone (an empty message) gives 0, its
+    first position, which does not depend on the amount of padding either. With
+    ``pad_token_id=None`` every row gives the last position, ``tokens - 1`` (the book's choice).
+    """
+    if input_batch.dim() != 2:
+        raise ValueError(f"token ids must have shape (batch, tokens), got {tuple(input_batch.shape)}")
+    batch_size, num_tokens = input_batch.shape
+    if pad_token_id is None:
+        return torch.full((batch_size,), num_tokens - 1, dtype=torch.long, device=input_batch.device)
+    positions = torch.arange(num_tokens, device=input_batch.device)
+    # padding positions count as -1, so the maximum is the last real position (or -1: none)
+    real_positions = torch.where(input_batch != pad_token_id, positions, -1)
+    return real_positions.max(dim=1).values.clamp(min=0)
+
+
+def last_token_logits(
+    logits: torch.Tensor, input_batch: torch.Tensor, pad_token_id: int | None = PAD_TOKEN_ID
+) -> torch.Tensor:
+    """The (batch, classes) logits at each message's last real token (``last_token_index``).
+
+    Causal attention lets that position see the whole message and nothing after it, so its
+    logits are the same however much padding follows.
+    """
+    index = last_token_index(input_batch, pad_token_id).to(logits.device)
+    return logits[torch.arange(logits.shape[0], device=logits.device), index]
+
+
+def calc_loss_batch(input_batch, target_batch, model, device, pad_token_id: int | None = PAD_TOKEN_ID) -> torch.Tensor:
+    """Cross-entropy of each message's last real token's logits against the class labels.
+
+    ``pad_token_id``: the padding that follows the messages (``None``: read the last
+    position whatever it holds, as the book does).
+    """
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
-    logits = model(input_batch)[:, -1, :]  # the last token has attended to every other one
+    logits = last_token_logits(model(input_batch), input_batch, pad_token_id)
     return F.cross_entropy(logits, target_batch)
 
 
-def calc_loss_loader(data_loader, model, device, num_batches: int | None = None) -> float:
+def _loss_fn(pad_token_id: int | None):
+    return functools.partial(calc_loss_batch, pad_token_id=pad_token_id)
+
+
+def calc_loss_loader(
+    data_loader, model, device, num_batches: int | None = None, pad_token_id: int | None = PAD_TOKEN_ID
+) -> float:
     """Mean classification loss over the first ``num_batches`` batches (all by default); NaN if empty."""
-    return train.calc_loss_loader(data_loader, model, device, num_batches, loss_fn=calc_loss_batch)
+    return train.calc_loss_loader(data_loader, model, device, num_batches, loss_fn=_loss_fn(pad_token_id))
 
 
 @torch.no_grad()
-def calc_accuracy_loader(data_loader, model, device, num_batches: int | None = None) -> float:
-    """Share of correct predictions (argmax of the last token's logits) over the first batches.
+def calc_accuracy_loader(
+    data_loader, model, device, num_batches: int | None = None, pad_token_id: int | None = PAD_TOKEN_ID
+) -> float:
+    """Share of correct predictions over the first ``num_batches`` batches (all by default).
 
-    Puts the model in eval mode (no dropout), as the book does.
+    A prediction is the argmax of the logits at the message's last real token
+    (``pad_token_id=None``: at the last position, as in the book). Puts the model in eval
+    mode (no dropout), as the book does; NaN for an empty loader.
     """
     model.eval()
+    if num_batches is not None and num_batches < 1:
+        raise ValueError(f"num_batches must be a positive integer or None, got {num_batches}")
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
     correct_predictions, num_examples = 0, 0
     for i, (input_batch, target_batch) in enumerate(data_loader):
         if i >= num_batches:
             break
         input_batch, target_batch = input_batch.to(device), target_batch.to(device)
-        predicted_labels = torch.argmax(model(input_batch)[:, -1, :], dim=-1)
+        logits = last_token_logits(model(input_batch), input_batch, pad_token_id)
+        predicted_labels = torch.argmax(logits, dim=-1)
         num_examples += predicted_labels.shape[0]
         correct_predictions += (predicted_labels == target_batch).sum().item()
     if num_examples == 0:
@@ -203,9 +274,11 @@ def calc_accuracy_loader(data_loader, model, device, num_batches: int | None = N
     return correct_predictions / num_examples
 
 
-def evaluate_model(model, train_loader, val_loader, device, eval_iter: int) -> tuple[float, float]:
+def evaluate_model(
+    model, train_loader, val_loader, device, eval_iter: int, pad_token_id: int | None = PAD_TOKEN_ID
+) -> tuple[float, float]:
     """Training and validation classification loss over ``eval_iter`` batches each (eval mode, no gradients)."""
-    return train.evaluate_model(model, train_loader, val_loader, device, eval_iter, loss_fn=calc_loss_batch)
+    return train.evaluate_model(model, train_loader, val_loader, device, eval_iter, loss_fn=_loss_fn(pad_token_id))
 
 
 def train_classifier_simple(
@@ -218,11 +291,14 @@ def train_classifier_simple(
     eval_freq: int,
     eval_iter: int,
     show_progress: bool = True,
+    pad_token_id: int | None = PAD_TOKEN_ID,
 ):
     """Chapter 6's training loop; returns ``train_losses, val_losses, train_accs, val_accs, examples_seen``.
 
     Every ``eval_freq`` steps it records both losses over ``eval_iter`` batches; after each
-    epoch, both accuracies over ``eval_iter`` batches.
+    epoch, both accuracies over ``eval_iter`` batches. Loss and accuracy read each message's
+    last real token; ``pad_token_id`` is the dataset's padding (``None``: the last position,
+    as in the book).
     """
     from tqdm.auto import tqdm
 
@@ -235,22 +311,24 @@ def train_classifier_simple(
             model.train()
             for input_batch, target_batch in train_loader:
                 optimizer.zero_grad()
-                loss = calc_loss_batch(input_batch, target_batch, model, device)
+                loss = calc_loss_batch(input_batch, target_batch, model, device, pad_token_id)
                 loss.backward()
                 optimizer.step()
                 examples_seen += input_batch.shape[0]
                 global_step += 1
                 progress.update(1)
                 if global_step % eval_freq == 0:
-                    train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device, eval_iter)
+                    train_loss, val_loss = evaluate_model(
+                        model, train_loader, val_loader, device, eval_iter, pad_token_id
+                    )
                     train_losses.append(train_loss)
                     val_losses.append(val_loss)
                     progress.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}")
                     tqdm.write(
                         f"Ep {epoch + 1} (Step {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
                     )
-            train_accuracy = calc_accuracy_loader(train_loader, model, device, num_batches=eval_iter)
-            val_accuracy = calc_accuracy_loader(val_loader, model, device, num_batches=eval_iter)
+            train_accuracy = calc_accuracy_loader(train_loader, model, device, eval_iter, pad_token_id)
+            val_accuracy = calc_accuracy_loader(val_loader, model, device, eval_iter, pad_token_id)
             tqdm.write(
                 f"Training accuracy: {train_accuracy * 100:.2f}% | Validation accuracy: {val_accuracy * 100:.2f}%"
             )
@@ -261,22 +339,29 @@ def train_classifier_simple(
 
 @torch.no_grad()
 def classify_review(
-    text: str, model, tokenizer, device, max_length: int | None = None, pad_token_id: int = 50256
+    text: str, model, tokenizer, device, max_length: int | None = None, pad_token_id: int | None = PAD_TOKEN_ID
 ) -> str:
     """ "spam" or "not spam" for one message, prepared as ``SpamDataset`` prepares training data.
 
     The ids are cut to ``max_length`` and to the model's context length, then padded to
-    ``max_length`` (give the training set's ``.max_length``: the model learned on that length).
+    ``max_length``. The label comes from the logits of the message's last real token, so
+    it is the same for any ``max_length`` that does not cut the message (a shorter one
+    classifies the message's beginning, as the dataset would). ``pad_token_id=None``
+    reads the last position instead, padding or not (the book's behaviour).
     """
     model.eval()
     input_ids = tokenizer.encode(text)
     supported_context_length = model.pos_emb.weight.shape[0]
     length = min(max_length or len(input_ids), supported_context_length)
-    input_ids = input_ids[:length] + [pad_token_id] * (length - len(input_ids))
+    num_real = min(len(input_ids), length)
+    input_ids = input_ids[:length] + [PAD_TOKEN_ID if pad_token_id is None else pad_token_id] * (length - num_real)
     if not input_ids:
         raise ValueError("the text is empty: give max_length to classify it as padding alone")
     input_tensor = torch.tensor(input_ids, device=device).unsqueeze(0)
-    predicted_label = torch.argmax(model(input_tensor)[:, -1, :], dim=-1).item()
+    logits = model(input_tensor)
+    # The message's own length says where it ends (an empty one: position 0, as last_token_index).
+    index = length - 1 if pad_token_id is None else max(num_real - 1, 0)
+    predicted_label = torch.argmax(logits[0, index], dim=-1).item()
     return "spam" if predicted_label == 1 else "not spam"
 
 

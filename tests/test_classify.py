@@ -16,7 +16,10 @@ from reference_impl.classify import (
     calc_loss_loader,
     classify_review,
     create_balanced_dataset,
+    evaluate_model,
     label_id,
+    last_token_index,
+    last_token_logits,
     load_sms_spam,
     plot_values,
     prepare_for_classification,
@@ -128,6 +131,21 @@ def test_spam_dataset_truncates_and_pads_to_max_length(tokenizer, tmp_path):
     assert batch_ids.shape == (2, 3) and batch_labels.tolist() == [0, 1]
 
 
+def test_spam_dataset_records_the_real_lengths(tokenizer):
+    dataset = SpamDataset([("ham", "Hello, do you like tea?"), ("spam", "Hello")], tokenizer, max_length=5)
+    assert dataset.lengths == [5, 1]  # the first is cut to 5 tokens, the second padded by 4
+    assert last_token_index(torch.stack([dataset[0][0], dataset[1][0]])).tolist() == [4, 0]
+
+
+def test_spam_dataset_refuses_a_pad_id_that_ends_a_message(tokenizer):
+    # "!" is token 0 in GPT-2's vocabulary: padding with 0 would hide where "Win!" ends
+    assert tokenizer.encode("Win!")[-1] == 0
+    with pytest.raises(ValueError, match=r"message 1 \('Win!'\) ends with token 0, the pad_token_id"):
+        SpamDataset([("ham", "Hi"), ("spam", "Win!")], tokenizer, pad_token_id=0)
+    # cut to its first token, "Hello, do you like tea?" ends with 15496, not 0: accepted
+    assert SpamDataset([("ham", "Hello, do you like tea?")], tokenizer, max_length=1, pad_token_id=0).lengths == [1]
+
+
 def test_spam_dataset_rejects_bad_input(tokenizer):
     with pytest.raises(ValueError, match="no rows"):
         SpamDataset([], tokenizer)
@@ -164,6 +182,78 @@ def test_prepare_for_classification_unties_a_tied_head():
         prepare_for_classification(model, num_classes=1)
 
 
+# --- the last real token ---------------------------------------------------------------
+
+
+def test_last_token_index_finds_the_last_token_that_is_not_padding():
+    batch = torch.tensor(
+        [
+            [5, 6, 7, 8],  # no padding: the last position
+            [5, 6, EOT, EOT],  # padded: position 1
+            [5, EOT, 6, EOT],  # the pad id inside a message is not its end
+            [EOT, EOT, EOT, EOT],  # an empty message: the first position
+        ]
+    )
+    assert last_token_index(batch).tolist() == [3, 1, 2, 0]
+    assert last_token_index(batch).dtype == torch.long
+    assert last_token_index(batch, pad_token_id=6).tolist() == [3, 3, 3, 3]
+    assert last_token_index(batch, pad_token_id=None).tolist() == [3, 3, 3, 3]  # the book's choice
+    with pytest.raises(ValueError, match=r"shape \(batch, tokens\), got \(4,\)"):
+        last_token_index(batch[0])
+
+
+def test_last_token_logits_picks_each_rows_position():
+    logits = torch.arange(2 * 3 * 2, dtype=torch.float).view(2, 3, 2)  # (batch 2, tokens 3, classes 2)
+    batch = torch.tensor([[1, EOT, EOT], [1, 2, 3]])
+    assert last_token_logits(logits, batch).tolist() == [[0.0, 1.0], [10.0, 11.0]]
+    assert last_token_logits(logits, batch, pad_token_id=None).tolist() == [[4.0, 5.0], [10.0, 11.0]]
+
+
+MESSAGES = [
+    ("ham", "Hello, do you like tea?"),
+    ("spam", "WINNER!! You have won a 1 week FREE membership, call 08002986030 now"),
+    ("ham", "Ok"),
+]
+
+
+def padded_batches(tokenizer, max_length):
+    dataset = SpamDataset(MESSAGES, tokenizer, max_length=max_length)
+    return [next(iter(DataLoader(dataset, batch_size=len(MESSAGES))))]
+
+
+@pytest.fixture
+def tiny_classifier():
+    torch.manual_seed(123)
+    model = prepare_for_classification(GPTModel(TINY.replace(vocab_size=50257, context_length=64)))
+    return model.eval()
+
+
+def test_padding_does_not_change_logits_loss_or_prediction(tokenizer, tiny_classifier):
+    model = tiny_classifier
+    ((short_ids, targets),) = padded_batches(tokenizer, 20)
+    ((long_ids, _),) = padded_batches(tokenizer, 60)
+    assert short_ids.shape == (3, 20) and long_ids.shape == (3, 60)
+    with torch.no_grad():
+        short_logits = last_token_logits(model(short_ids), short_ids)
+        long_logits = last_token_logits(model(long_ids), long_ids)
+        torch.testing.assert_close(short_logits, long_logits)
+        # the book's reading (the last position) sees padding, and its logits move with the padding
+        book_short = last_token_logits(model(short_ids), short_ids, pad_token_id=None)
+        book_long = last_token_logits(model(long_ids), long_ids, pad_token_id=None)
+        assert (book_short - book_long).abs().max() > 1e-3
+    short_loss = calc_loss_loader(padded_batches(tokenizer, 20), model, "cpu")
+    long_loss = calc_loss_loader(padded_batches(tokenizer, 60), model, "cpu")
+    assert short_loss == pytest.approx(long_loss, rel=1e-5)
+    assert short_loss == pytest.approx(F.cross_entropy(short_logits, targets).item(), rel=1e-5)
+    labels = {
+        max_length: [classify_review(text, model, tokenizer, "cpu", max_length=max_length) for _, text in MESSAGES]
+        for max_length in (20, 60, None)
+    }
+    assert labels[20] == labels[60] == labels[None]
+    predicted = ["spam" if p == 1 else "not spam" for p in short_logits.argmax(-1).tolist()]
+    assert labels[20] == predicted
+
+
 # --- loss and accuracy on hand-made batches -------------------------------------------
 
 
@@ -193,6 +283,26 @@ def test_accuracy_uses_the_last_token():
     assert calc_accuracy_loader(HAND_MADE, model, "cpu", num_batches=10) == pytest.approx(2 / 3, abs=0)
 
 
+# The last tokens are 5 (odd: spam), 4 (even: ham) and 7 (odd: spam); the padding (50256) is even.
+PADDED = [(torch.tensor([[3, 5, EOT, EOT], [4, EOT, EOT, EOT], [2, 8, 6, 7]]), torch.tensor([1, 0, 1]))]
+
+
+def test_accuracy_and_loss_read_the_last_real_token_not_the_padding():
+    model = LastTokenParity()
+    assert calc_accuracy_loader(PADDED, model, "cpu") == 1.0
+    # the book's reading: the padding of the first row says "ham", a wrong answer
+    assert calc_accuracy_loader(PADDED, model, "cpu", pad_token_id=None) == pytest.approx(2 / 3, abs=0)
+    right = math.log(1 + math.exp(-2))  # logits (2, 0) for the right class
+    assert calc_loss_batch(*PADDED[0], model, "cpu").item() == pytest.approx(right, abs=1e-6)
+    assert calc_loss_loader(PADDED, model, "cpu") == pytest.approx(right, abs=1e-6)
+    assert calc_loss_loader(PADDED, model, "cpu", pad_token_id=None) == pytest.approx(
+        (2 * right + 2 + right) / 3, abs=1e-6
+    )
+    assert evaluate_model(model, PADDED, PADDED, "cpu", eval_iter=1) == pytest.approx((right, right), abs=1e-6)
+    with pytest.raises(ValueError, match="num_batches must be a positive integer"):
+        calc_accuracy_loader(PADDED, model, "cpu", num_batches=0)
+
+
 def test_loss_is_cross_entropy_of_the_last_token():
     right = math.log(1 + math.exp(-2))  # logits (2, 0), target 0
     wrong = 2 + right
@@ -214,6 +324,17 @@ def test_classify_review_pads_and_truncates_like_the_dataset(tokenizer):
     assert len(model.seen[-1][0]) == 8
     with pytest.raises(ValueError, match="text is empty"):
         classify_review("", model, tokenizer, "cpu")
+
+
+def test_classify_review_reads_the_last_real_token_whatever_the_padding(tokenizer):
+    model = LastTokenParity(context_length=8)
+    # "Hello, do you" ends with 345 (odd: spam); the padding 50256 is even
+    assert [classify_review("Hello, do you", model, tokenizer, "cpu", max_length=n) for n in (None, 4, 6, 8)] == [
+        "spam"
+    ] * 4
+    assert model.seen[-1] == [HELLO_IDS[:4] + [EOT] * 4]  # padded as the dataset pads
+    assert classify_review("Hello, do you", model, tokenizer, "cpu", max_length=8, pad_token_id=None) == "not spam"
+    assert classify_review("", model, tokenizer, "cpu", max_length=3) == "not spam"  # padding alone: position 0
 
 
 # --- end to end -----------------------------------------------------------------------
@@ -269,7 +390,7 @@ def test_tiny_gpt_learns_to_classify_spam(sms_rows, tokenizer, one_thread):
     # classify_review agrees with the batched predictions, and both labels occur
     inputs, _ = next(iter(test_loader))
     with torch.no_grad():
-        predicted = model(inputs[:30])[:, -1, :].argmax(-1).tolist()
+        predicted = last_token_logits(model(inputs[:30]), inputs[:30]).argmax(-1).tolist()
     labels = [classify_review(text, model, tokenizer, "cpu", max_length=max_length) for _, text in test_rows[:30]]
     assert labels == ["spam" if p == 1 else "not spam" for p in predicted]
     assert set(labels) == {"spam", "not spam"}
