@@ -304,6 +304,7 @@ def train_classifier_simple(
 
     if eval_freq < 1:
         raise ValueError(f"eval_freq must be a positive number of steps, got {eval_freq}")
+    train.require_batches(train_loader, num_epochs)
     train_losses, val_losses, train_accs, val_accs = [], [], [], []
     examples_seen, global_step = 0, -1
     with tqdm(total=num_epochs * len(train_loader), desc="training", disable=not show_progress) as progress:

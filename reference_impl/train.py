@@ -162,6 +162,16 @@ def _check_schedule(total_steps, peak_lr, warmup_steps, initial_lr, min_lr, cosi
 # ---------------------------------------------------------------------------------------
 
 
+def require_batches(train_loader, num_epochs: int) -> None:
+    """Refuse to train on a loader that yields no batch (training would silently do nothing)."""
+    if num_epochs > 0 and len(train_loader) == 0:
+        raise ValueError(
+            "the training loader yields no batch, so there is nothing to train on: it has fewer examples "
+            "than its batch_size and drops the last, incomplete batch (drop_last=True). Use more data, "
+            "a smaller batch_size, or drop_last=False."
+        )
+
+
 class TrainingHistory(NamedTuple):
     """What ``train_model_simple`` returns.
 
@@ -221,13 +231,8 @@ def train_model_simple(
         raise ValueError(f"eval_freq must be a positive number of steps, got {eval_freq}")
     if grad_clip is not None and grad_clip <= 0:
         raise ValueError(f"grad_clip must be a positive gradient norm or None, got {grad_clip}")
+    require_batches(train_loader, num_epochs)
     steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0 and num_epochs > 0:
-        raise ValueError(
-            "the training loader yields no batch, so there is nothing to train on: it has fewer examples "
-            "than its batch_size and drops the last, incomplete batch (drop_last=True). Use more data, "
-            "a smaller batch_size, or drop_last=False."
-        )
     total_steps = steps_per_epoch * num_epochs
     scheduled = warmup_steps > 0 or cosine_decay or peak_lr is not None
     if scheduled:

@@ -401,3 +401,12 @@ def test_plot_values_returns_a_figure():
     bottom, top = fig.axes
     assert bottom.get_xlabel() == "Epochs" and bottom.get_ylabel() == "Loss" and top.get_xlabel() == "Examples seen"
     assert [line.get_label() for line in bottom.lines] == ["Training loss", "Validation loss"]
+
+
+def test_training_the_classifier_on_a_loader_without_batches_says_why(tokenizer):
+    model = prepare_for_classification(GPTModel(TINY.replace(vocab_size=50257)))
+    rows = [("ham", "hi"), ("spam", "win")]
+    empty = DataLoader(SpamDataset(rows, tokenizer, max_length=4), batch_size=8, drop_last=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with pytest.raises(ValueError, match="yields no batch"):
+        train_classifier_simple(model, empty, empty, optimizer, "cpu", 1, 1, 1, show_progress=False)
