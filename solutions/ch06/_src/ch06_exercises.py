@@ -113,13 +113,6 @@ class TokenParityClassifier(nn.Module):
         return torch.stack((1.0 - odd, odd), dim=-1)
 
 
-def your_answer(name):
-    """The value of the answer variable `name`; NotImplementedError while it is not set."""
-    if name not in globals():
-        raise NotImplementedError(f"{name} is not set: write your answer in the cell above and run it")
-    return globals()[name]
-
-
 def expect_raises(error_type, function, *args, what, hint=None, **kwargs):
     """`function(*args, **kwargs)` (the learner's code) must raise `error_type`."""
     try:
@@ -450,43 +443,56 @@ for changes, num_classes in [(dict(n_layers=3, emb_dim=24, n_heads=3, qkv_bias=T
 # %% [markdown]
 # ## Exercise 5 (2 points): predict before you train
 #
-# Answer three questions by setting three variables (run the cell to store them):
+# Answer three questions: each function returns your answer (replace its two lines with
+# `return` and the answer).
 #
-# 1. `answer_positions_seeing_all` (an `int`): a GPT reads a message of 6 tokens and gives
+# 1. `answer_positions_seeing_all()` (an `int`): a GPT reads a message of 6 tokens and gives
 #    one output per position. Through its causal attention, how many of the 6 positions
 #    have seen **all** 6 tokens?
-# 2. `answer_read_position` (an `int`): the message "Free entry!" is 3 tokens, padded with
+# 2. `answer_read_position()` (an `int`): the message "Free entry!" is 3 tokens, padded with
 #    `<|endoftext|>` to 8 tokens. At which position (counting from 0) is the output that
 #    has seen the whole message and nothing but the message?
-# 3. `answer_initial_loss` (a `float`, 2 decimals are enough): the new 2-class head of
+# 3. `answer_initial_loss()` (a `float`, 2 decimals are enough): the new 2-class head of
 #    exercise 4 has small random weights, so the untrained classifier gives each class a
 #    probability close to 1/2. What cross-entropy loss do you expect on balanced data,
 #    before any training?
 
 # %% nbgrader={"grade": false, "grade_id": "ex5_predictions_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
-### BEGIN SOLUTION
-answer_positions_seeing_all = 1  # only the last one: position i attends to tokens 0..i
-answer_read_position = 2  # the last real token; positions 3..7 are padding
-answer_initial_loss = 0.69  # -ln(1/2) = ln 2
-### END SOLUTION
+def answer_positions_seeing_all():
+    ### BEGIN SOLUTION
+    return 1  # only the last one: position i attends to tokens 0..i
+    ### END SOLUTION
+
+
+def answer_read_position():
+    ### BEGIN SOLUTION
+    return 2  # the last real token; positions 3..7 are padding
+    ### END SOLUTION
+
+
+def answer_initial_loss():
+    ### BEGIN SOLUTION
+    return 0.69  # -ln(1/2) = ln 2
+    ### END SOLUTION
 
 # %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex5_predictions_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Exercise 5: checks (2 points). Run this cell to test your code.
 # Do not edit it: grading restores the original and adds hidden checks.
-positions = your_answer("answer_positions_seeing_all")
-read_position = your_answer("answer_read_position")
-initial_loss = your_answer("answer_initial_loss")
+with forbid_reference_impl():
+    positions = answer_positions_seeing_all()
+    read_position = answer_read_position()
+    initial_loss = answer_initial_loss()
 expect_true(isinstance(positions, int) and 0 <= positions <= 6,
-            f"answer_positions_seeing_all should be an int from 0 to 6 (a number of positions), got {positions!r}")
+            f"answer_positions_seeing_all() should be an int from 0 to 6 (a number of positions), got {positions!r}")
 expect_true(isinstance(read_position, int) and 0 <= read_position <= 7,
-            f"answer_read_position should be an int from 0 to 7 (a position of the 8 tokens), got {read_position!r}")
+            f"answer_read_position() should be an int from 0 to 7 (a position of the 8 tokens), got {read_position!r}")
 expect_true(isinstance(initial_loss, (int, float)) and not isinstance(initial_loss, bool) and 0 <= initial_loss < 10,
-            f"answer_initial_loss should be a number (a cross-entropy), got {initial_loss!r}")
+            f"answer_initial_loss() should be a number (a cross-entropy), got {initial_loss!r}")
 print("Exercise 5: the answers have the right types (grading checks their values).")
 ### BEGIN HIDDEN TESTS
-expect_equal(positions, 1, "answer_positions_seeing_all")
-expect_equal(read_position, 2, "answer_read_position")
-expect_true(abs(initial_loss - math.log(2)) <= 0.05, f"answer_initial_loss: {initial_loss} is not about ln 2 = 0.693")
+expect_equal(positions, 1, "answer_positions_seeing_all()")
+expect_equal(read_position, 2, "answer_read_position()")
+expect_true(abs(initial_loss - math.log(2)) <= 0.05, f"answer_initial_loss(): {initial_loss} is not about ln 2 = 0.693")
 ### END HIDDEN TESTS
 
 # %% [markdown]

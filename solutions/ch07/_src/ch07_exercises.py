@@ -83,13 +83,6 @@ data = load_instruction_data()  # dicts with the keys "instruction", "input" and
 print(f"{len(data):,} instruction examples; example 50: {data[50]}")
 
 
-def your_answer(name):
-    """The value of the answer variable `name`; NotImplementedError while it is not set."""
-    if name not in globals():
-        raise NotImplementedError(f"{name} is not set: write your answer in the cell above and run it")
-    return globals()[name]
-
-
 def expect_raises(error_type, function, *args, what, hint=None, **kwargs):
     """`function(*args, **kwargs)` (the learner's code) must raise `error_type`."""
     try:
@@ -620,12 +613,13 @@ for answer in hidden_answers:
 # %% [markdown]
 # ## Exercise 8 (2 points): predict what the loss sees
 #
-# Answer two questions by setting two variables (run the cell to store them):
+# Answer two questions: each function returns your answer (replace its two lines with
+# `return` and the answer).
 #
-# 1. `answer_loss_targets` (an `int`): `collate([[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]])` of
+# 1. `answer_loss_targets()` (an `int`): `collate([[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]])` of
 #    exercise 3 gives 15 targets. How many of them count in the cross-entropy loss
 #    (`F.cross_entropy(..., ignore_index=-100)`, the default)?
-# 2. `answer_masking` (one letter, a `str`): with `mask_prompt_targets` of exercise 4, what
+# 2. `answer_masking()` (one letter, a `str`): with `mask_prompt_targets` of exercise 4, what
 #    changes in training?
 #    * `"A"`: the model no longer reads the prompt: its tokens are removed from the inputs.
 #    * `"B"`: the model still reads the whole prompt as input, but the loss (and so the
@@ -634,23 +628,30 @@ for answer in hidden_answers:
 #    * `"D"`: at inference time, the model must be given the masked prompt.
 
 # %% nbgrader={"grade": false, "grade_id": "ex8_predictions_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
-### BEGIN SOLUTION
-answer_loss_targets = 10  # 5 + 2 + 3: each sequence's tokens after the first, plus its end token
-answer_masking = "B"
-### END SOLUTION
+def answer_loss_targets():
+    ### BEGIN SOLUTION
+    return 10  # 5 + 2 + 3: each sequence's tokens after the first, plus its end token
+    ### END SOLUTION
+
+
+def answer_masking():
+    ### BEGIN SOLUTION
+    return "B"
+    ### END SOLUTION
 
 # %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex8_predictions_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Exercise 8: checks (2 points). Run this cell to test your code.
 # Do not edit it: grading restores the original and adds hidden checks.
-loss_targets = your_answer("answer_loss_targets")
-masking = your_answer("answer_masking")
+with forbid_reference_impl():
+    loss_targets = answer_loss_targets()
+    masking = answer_masking()
 expect_true(isinstance(loss_targets, int) and 0 <= loss_targets <= 15,
-            f"answer_loss_targets should be an int from 0 to 15 (a number of targets), got {loss_targets!r}")
-expect_true(masking in ("A", "B", "C", "D"), f"answer_masking should be one of 'A', 'B', 'C', 'D', got {masking!r}")
+            f"answer_loss_targets() should be an int from 0 to 15 (a number of targets), got {loss_targets!r}")
+expect_true(masking in ("A", "B", "C", "D"), f"answer_masking() should be one of 'A', 'B', 'C', 'D', got {masking!r}")
 print("Exercise 8: the answers have the right types (grading checks their values).")
 ### BEGIN HIDDEN TESTS
-expect_equal(loss_targets, 10, "answer_loss_targets")
-expect_equal(masking, "B", "answer_masking")
+expect_equal(loss_targets, 10, "answer_loss_targets()")
+expect_equal(masking, "B", "answer_masking()")
 ### END HIDDEN TESTS
 
 # %% [markdown]
