@@ -128,6 +128,17 @@ def expect_raises(error_type, function, *args, what, hint=None, **kwargs):
     raise CheckFailed(f"{what} should raise {error_type.__name__}, but it returned" + (f"; {hint}" if hint else ""))
 
 
+def run_checked(function, *args, what, hint=None, allowed=(), **kwargs):
+    """Call the learner's `function(*args, **kwargs)`; an unexpected error becomes a failed check."""
+    try:
+        with forbid_reference_impl(allowed=allowed):
+            return function(*args, **kwargs)
+    except (NotImplementedError, CheckFailed):
+        raise
+    except Exception as error:
+        raise CheckFailed(f"{what} raised {type(error).__name__}: {error}" + (f"; {hint}" if hint else "")) from None
+
+
 # %% [markdown]
 # ## Exercise 1 (1 point): balance the classes
 #
@@ -401,12 +412,14 @@ expect_type(model.out_head, nn.Linear, "model.out_head")
 expect_equal((model.out_head.in_features, model.out_head.out_features), (16, 2),
              "(in_features, out_features) of the new out_head", hint="nn.Linear(emb_dim, num_classes)")
 expect_true(model.out_head.bias is not None, "the new out_head should have a bias: nn.Linear(emb_dim, num_classes)")
-expected_trainable = ["final_norm.scale", "final_norm.shift", "out_head.bias", "out_head.weight"] + sorted(
-    name for name, _ in model.named_parameters() if name.startswith("trf_blocks.1."))
-expect_equal(sorted(name for name, p in model.named_parameters() if p.requires_grad), sorted(expected_trainable),
-             "the names of the trainable parameters",
-             hint="freeze everything first, then unfreeze model.trf_blocks[-1] and model.final_norm; the new head "
-                  "is trainable")
+expected_trainable = {"final_norm.scale", "final_norm.shift", "out_head.bias", "out_head.weight"} | {
+    name for name, _ in model.named_parameters() if name.startswith("trf_blocks.1.")}
+trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+expect_true(not expected_trainable - trainable, f"these parameters should be trainable, but are frozen: "
+            f"{sorted(expected_trainable - trainable)}; unfreeze model.trf_blocks[-1] and model.final_norm after "
+            "freezing everything; the new head is trainable")
+expect_true(not trainable - expected_trainable, f"these parameters should be frozen, but are trainable: "
+            f"{sorted(trainable - expected_trainable)}; freeze every parameter first (requires_grad = False)")
 expect_equal(count_trainable(model), 3298, "the number of trainable parameters of tiny_gpt() prepared for 2 classes",
              hint="the last block (3,232), the final norm (32) and the new head (34)")
 expect_close(model.tok_emb.weight, original["tok_emb.weight"], "the token embedding after the preparation",
@@ -573,8 +586,8 @@ expect_equal(positions.dtype, torch.long, "the dtype of last_token_positions(ids
 expect_equal(positions, torch.tensor([2, 1, 4]), "last_token_positions(ids, 0)",
              hint="the position of each row's last token that is not the pad id; num_tokens - 1 without padding")
 ids_inner_pad = torch.tensor([[4, 9, 9, 3, 9], [9, 1, 9, 9, 9]])  # pad id 9 also before the last real token
-with forbid_reference_impl():
-    positions = last_token_positions(ids_inner_pad, 9)
+positions = run_checked(last_token_positions, ids_inner_pad, 9, what="last_token_positions(ids_inner_pad, 9)",
+                        hint="the pad id may also occur before a row's last real token")
 expect_equal(positions, torch.tensor([3, 1]), "last_token_positions([[4, 9, 9, 3, 9], [9, 1, 9, 9, 9]], 9)",
              hint="the LAST position whose token is not the pad id, not the first pad position minus 1")
 expect_raises(ValueError, last_token_positions, torch.tensor([[1, 2], [0, 0]]), 0,

@@ -98,6 +98,17 @@ def expect_raises(error_type, function, *args, what, hint=None, **kwargs):
     raise CheckFailed(f"{what} should raise {error_type.__name__}, but it returned" + (f"; {hint}" if hint else ""))
 
 
+def run_checked(function, *args, what, hint=None, allowed=(), **kwargs):
+    """Call the learner's `function(*args, **kwargs)`; an unexpected error becomes a failed check."""
+    try:
+        with forbid_reference_impl(allowed=allowed):
+            return function(*args, **kwargs)
+    except (NotImplementedError, CheckFailed):
+        raise
+    except Exception as error:
+        raise CheckFailed(f"{what} raised {type(error).__name__}: {error}" + (f"; {hint}" if hint else "")) from None
+
+
 # %% [markdown]
 # ## Exercise 1 (1 point): the Alpaca prompt
 #
@@ -148,8 +159,8 @@ with forbid_reference_impl():
     prompt = format_input(data[999])
 expect_equal(prompt, intro + "\n\n### Instruction:\nWhat is an antonym of 'complicated'?",
              "format_input(data[999]), whose input is ''", hint="an empty input gets no '### Input:' section")
-with forbid_reference_impl():
-    prompt = format_input({"instruction": "Say hi."})
+prompt = run_checked(format_input, {"instruction": "Say hi."}, what="format_input({'instruction': 'Say hi.'})",
+                     hint="an entry may have no 'input' key: entry.get('input') gives None instead of an error")
 expect_equal(prompt, intro + "\n\n### Instruction:\nSay hi.", "format_input({'instruction': 'Say hi.'})",
              hint="an entry without the key 'input' has no input section: entry.get('input')")
 expect_raises(KeyError, format_input, {"input": "x", "output": "y"}, what="format_input of an entry without 'instruction'",
@@ -292,8 +303,8 @@ expect_equal(targets[0], torch.tensor([1, 2, 3, 4, 50256]), "the targets of the 
              hint="the targets are the padded sequence shifted by one; the end token stays a target")
 expect_equal(targets, torch.tensor([[1, 2, 3, 4, 50256], [6, 50256, -100, -100, -100], [8, 9, 50256, -100, -100]]),
              "targets", hint="keep the first end token as a target; every padding target after it is ignore_index")
-with forbid_reference_impl():
-    inputs, targets = collate([[0, 50256, 2], [5]])
+inputs, targets = run_checked(collate, [[0, 50256, 2], [5]], what="collate([[0, 50256, 2], [5]])",
+                               hint="the pad id may also occur inside a text")
 expect_equal(targets, torch.tensor([[50256, 2, 50256], [50256, -100, -100]]),
              "the targets of collate([[0, 50256, 2], [5]]), whose first text holds the pad id",
              hint="mask the positions from len(ids) on, instead of looking for pad_token_id values")
@@ -500,8 +511,9 @@ with forbid_reference_impl():
     length = lcs_length(list("ABCBDAB"), list("BDCABA"))
 expect_equal(length, 4, 'lcs_length(list("ABCBDAB"), list("BDCABA"))',
              hint="L[i][j] = L[i-1][j-1] + 1 when a[i-1] == b[j-1], else max(L[i-1][j], L[i][j-1])")
-with forbid_reference_impl():
-    lengths = [lcs_length([], ["x"]), lcs_length(["a", "b"], ["a", "b"]), lcs_length(["a", "b"], ["b", "a"])]
+lengths = [run_checked(lcs_length, [], ["x"], what="lcs_length([], ['x'])", hint="an empty list shares nothing: 0"),
+           run_checked(lcs_length, ["a", "b"], ["a", "b"], what="lcs_length(['a', 'b'], ['a', 'b'])"),
+           run_checked(lcs_length, ["a", "b"], ["b", "a"], what="lcs_length(['a', 'b'], ['b', 'a'])")]
 expect_equal(lengths, [0, 2, 1], "lcs_length of ([], ['x']), (['a', 'b'], ['a', 'b']) and (['a', 'b'], ['b', 'a'])",
              hint="the common words must keep their order: ['a', 'b'] and ['b', 'a'] share 1")
 with forbid_reference_impl():
@@ -512,10 +524,11 @@ with forbid_reference_impl():
     f1 = rouge_l_f1("The capital of France is Paris.", "Paris")
 expect_number(f1, 2 / 7, 'rouge_l_f1("The capital of France is Paris.", "Paris")',
               hint="precision 1/6, recall 1/1, F1 = 2 * precision * recall / (precision + recall)")
-with forbid_reference_impl():
-    scores = [rouge_l_f1("", ""), rouge_l_f1("Hello!", "Goodbye."), rouge_l_f1("", "Paris"), rouge_l_f1("...", "!")]
+hint = "two texts without words score 1.0; no common word scores 0.0, without dividing by zero"
+scores = [run_checked(rouge_l_f1, response, target, what=f"rouge_l_f1({response!r}, {target!r})", hint=hint)
+          for response, target in [("", ""), ("Hello!", "Goodbye."), ("", "Paris"), ("...", "!")]]
 expect_equal(scores, [1.0, 0.0, 0.0, 1.0], "rouge_l_f1 of ('', ''), ('Hello!', 'Goodbye.'), ('', 'Paris'), ('...', '!')",
-             hint="two texts without words score 1.0; no common word scores 0.0, without dividing by zero")
+             hint=hint)
 print("Exercise 6: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 generator = torch.Generator().manual_seed(0)
