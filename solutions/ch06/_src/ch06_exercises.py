@@ -522,9 +522,10 @@ expect_true(abs(initial_loss - math.log(2)) <= 0.05, f"answer_initial_loss(): {i
 #    for a row without padding). Raise a `ValueError` when a row holds padding only.
 # 2. `classification_accuracy(model, input_ids, labels, pad_token_id=50256)`: put the model
 #    in eval mode (`model.eval()`: no dropout), compute its logits `model(input_ids)`, of shape
-#    `(batch, num_tokens, num_classes)`, under `torch.no_grad()`; take each row's logits at
-#    its last real token, predict the class with the largest logit, and return the share of
-#    predictions equal to `labels` (shape `(batch,)`) as a Python `float` in `[0, 1]`.
+#    `(batch, num_tokens, num_classes)` (under `torch.no_grad()`: no gradients are needed);
+#    take each row's logits at its last real token, predict the class with the largest logit,
+#    and return the share of predictions equal to `labels` (shape `(batch,)`) as a Python
+#    `float` in `[0, 1]`.
 #
 # With `pad_token_id=0`, `last_token_positions(torch.tensor([[5, 8, 3, 0, 0], [2, 7, 0, 0, 0],
 # [1, 2, 3, 4, 6]]), 0)` is `tensor([2, 1, 4])`. The checks use `TokenParityClassifier`

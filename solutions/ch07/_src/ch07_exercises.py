@@ -55,6 +55,8 @@
 # %% deletable=false editable=false nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # Setup: run this cell first.
 import re
+import signal
+import threading
 
 import tiktoken
 import torch
@@ -524,6 +526,27 @@ with forbid_reference_impl():
     f1 = rouge_l_f1("The capital of France is Paris.", "Paris")
 expect_number(f1, 2 / 7, 'rouge_l_f1("The capital of France is Paris.", "Paris")',
               hint="precision 1/6, recall 1/1, F1 = 2 * precision * recall / (precision + recall)")
+words_a = " ".join(entry["output"] for entry in data[:40]).lower().split()[:150]
+words_b = " ".join(entry["output"] for entry in data[40:80]).lower().split()[:150]
+
+
+def too_slow(signum, frame):
+    raise CheckFailed("lcs_length of two texts of 150 words took more than 10 s: fill the table L row by row "
+                      "(dynamic programming) instead of trying subsequences or recursing without remembering results")
+
+
+timed = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+if timed:  # a time limit where the system has one (not on Windows)
+    previous_handler = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(10)
+try:
+    length = run_checked(lcs_length, words_a, words_b, what="lcs_length of two texts of 150 words")
+finally:
+    if timed:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous_handler)
+expect_equal(length, reference.lcs_length(words_a, words_b), "lcs_length of two texts of 150 words",
+             hint="L[i][j] = L[i-1][j-1] + 1 when a[i-1] == b[j-1], else max(L[i-1][j], L[i][j-1])")
 hint = "two texts without words score 1.0; no common word scores 0.0, without dividing by zero"
 scores = [run_checked(rouge_l_f1, response, target, what=f"rouge_l_f1({response!r}, {target!r})", hint=hint)
           for response, target in [("", ""), ("Hello!", "Goodbye."), ("", "Paris"), ("...", "!")]]
@@ -539,8 +562,8 @@ for _ in range(20):
         length = lcs_length(a, b)
     expect_equal(length, reference.lcs_length(a, b), f"lcs_length({a}, {b})")
 with forbid_reference_impl():
-    length = lcs_length(["w"] * 300, ["w"] * 300)  # 2**300 subsequences: needs dynamic programming
-expect_equal(length, 300, "lcs_length of two lists of 300 equal words")
+    length = lcs_length(["w"] * 300, ["w"] * 200)
+expect_equal(length, 200, "lcs_length of two lists of 300 and 200 equal words")
 for entry_a, entry_b in zip(data[:15], data[15:30]):
     for response, target in [(entry_a["output"], entry_b["output"]), (entry_a["output"], entry_a["output"].upper() + "!"),
                              (entry_a["instruction"], entry_a["output"])]:
@@ -558,9 +581,8 @@ for entry_a, entry_b in zip(data[:15], data[15:30]):
 # returns the score as an `int`, or `None` when the answer holds no single score:
 #
 # 1. first remove the mentions of the scale itself, in any case: `0 to 100` and `0-100`
-#    (with or without spaces around `to` or `-`; the `0` and the `100` are whole numbers, not
-#    the end of `10` or the start of `1000`), `/100` and `out of 100` (spaces allowed before
-#    the `100`);
+#    (with or without spaces around `to` or `-`), `/100` and `out of 100` (spaces allowed
+#    before the `100`);
 # 2. find every number that remains: an optional minus sign, digits, and optionally a dot
 #    followed by digits (`re.findall(r"-?\d+(?:\.\d+)?", ...)`);
 # 3. if the numbers have exactly one distinct value (`"90. Yes, 90"` is one score), round it
@@ -570,6 +592,7 @@ for entry_a, entry_b in zip(data[:15], data[15:30]):
 # | answer | `parse_score(answer)` |
 # |---|---|
 # | `"85"`, `"Score: 85."`, `"85/100"`, `"85 out of 100"` | `85` |
+# | `"77 / 100"`, `"77 OUT OF 100"` | `77` |
 # | `"On a scale from 0 to 100, I would give it 85"` | `85` |
 # | `"Scale 0-100: 73"` | `73` |
 # | `"92.7"` | `93` |
@@ -594,13 +617,15 @@ def parse_score(answer):
 from reference_impl import judge as reference
 
 examples = {
-    "85": 85, "Score: 85.": 85, "85/100": 85, "85 out of 100": 85,
+    "85": 85, "Score: 85.": 85, "85/100": 85, "85 out of 100": 85, "77 / 100": 77, "77 OUT OF 100": 77,
     "On a scale from 0 to 100, I would give it 85": 85, "Scale 0-100: 73": 73, "92.7": 93,
     "I give it a 90. Yes, 90.": 90, "80 or 90": None, "150": None, "-5": None, "No score": None,
 }
 hints = {
     "85": "a plain number is the score", "Score: 85.": "the dot after 85 ends the sentence: it is no decimal",
     "85/100": "remove '/100' first", "85 out of 100": "remove 'out of 100' first",
+    "77 / 100": "spaces may come before the 100 of '/100': r'/\\s*100'",
+    "77 OUT OF 100": "remove the scale mentions in any case: re.sub(..., flags=re.IGNORECASE)",
     "On a scale from 0 to 100, I would give it 85": "remove '0 to 100' first",
     "Scale 0-100: 73": "remove '0-100' first", "92.7": "a decimal is rounded with round()",
     "I give it a 90. Yes, 90.": "the same number twice is one score: compare the distinct values",
