@@ -301,6 +301,7 @@ expect_equal(inputs.dtype, torch.long, "the dtype of inputs", hint="token ids ar
 expect_equal(inputs, torch.tensor([[0, 1, 2, 3, 4], [5, 6, 50256, 50256, 50256], [7, 8, 9, 50256, 50256]]), "inputs",
              hint="append pad_token_id to each sequence, pad to the longest + 1, and drop the last position")
 expect_shape(targets, (3, 5), "targets", hint="the same shape as the inputs")
+expect_equal(targets.dtype, torch.long, "the dtype of targets", hint="F.cross_entropy needs torch.long class targets")
 expect_equal(targets[0], torch.tensor([1, 2, 3, 4, 50256]), "the targets of the longest sequence",
              hint="the targets are the padded sequence shifted by one; the end token stays a target")
 expect_equal(targets, torch.tensor([[1, 2, 3, 4, 50256], [6, 50256, -100, -100, -100], [8, 9, 50256, -100, -100]]),
