@@ -55,11 +55,18 @@ def relative(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
-def test_the_toc_lists_the_landing_page_first_and_the_five_parts():
+def test_the_toc_lists_the_landing_page_first_and_the_six_parts():
     site_map = parse_toc_yaml(ROOT / "_toc.yml")
     assert site_map.root.docname == "book/intro"
     captions = [subtree.caption for subtree in site_map.root.subtrees]
-    assert captions == ["Foundations", "The GPT model", "Appendices", "Exercises", "For instructors"]
+    assert captions == [
+        "Foundations",
+        "The GPT model",
+        "Pretraining and fine-tuning",
+        "Appendices",
+        "Exercises",
+        "For instructors",
+    ]
 
 
 @pytest.mark.parametrize("doc", toc_documents())
