@@ -62,6 +62,7 @@
 # %% deletable=false editable=false nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # Setup: run this cell first.
 import math
+import pickle
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -92,6 +93,8 @@ except ImportError:
 
 show_warnings_on_stdout()
 torch.set_printoptions(precision=4, sci_mode=False)
+torch.set_num_threads(1)  # the models here are tiny: one thread is fastest, and never waits for a busy core
+_ = torch.optim.AdamW([nn.Parameter(torch.zeros(1))])  # the optimizers' first use imports for seconds: do it now
 
 
 def tiny_gpt(seed=123, **changes):
@@ -196,49 +199,71 @@ for shape in [(2, 5, 50), (1, 1, 7), (3, 4, 50257)]:
 # %% [markdown]
 # ## Exercise 2 (1 point): predict the loss of an untrained model
 #
-# Answer without running a model: think about what the numbers mean.
+# Answer without running a model: think about what the numbers mean. Each answer is the number
+# that a small function returns (replace its `raise NotImplementedError()` with `return ...`).
 #
-# 1. `answer_untrained_loss`: a freshly initialised GPT-2 (124M) has small random weights, so
+# 1. `answer_untrained_loss()`: a freshly initialised GPT-2 (124M) has small random weights, so
 #    its logits are all close to 0. About what cross-entropy loss does it get on real text,
 #    with GPT-2's vocabulary of 50,257 tokens? (A float, to 1 decimal place.)
-# 2. `answer_uniform_perplexity`: what is the perplexity of a model that gives every one of the
+# 2. `answer_uniform_perplexity()`: what is the perplexity of a model that gives every one of the
 #    50,257 tokens the same probability? (A number.)
-# 3. `answer_perplexity_at_loss_4`: during training, the validation loss reaches 4.0. Between
+# 3. `answer_perplexity_at_loss_4()`: during training, the validation loss reaches 4.0. Between
 #    about how many equally likely tokens is the model then hesitating? (A number, to the
 #    nearest whole token.)
 #
 # The visible checks only check that the answers are numbers in a plausible range; grading checks
-# the values. You may compute them (e.g. with `math.log` and `math.exp`).
+# the values. You may compute them (e.g. `return math.log(2)`).
 
 # %% nbgrader={"grade": false, "grade_id": "ex2_untrained_loss_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
-### BEGIN SOLUTION
-answer_untrained_loss = math.log(50257)  # uniform over the vocabulary: -log(1 / 50257), about 10.8
-answer_uniform_perplexity = 50257  # exp(log(50257))
-answer_perplexity_at_loss_4 = math.exp(4.0)  # about 54.6
-### END SOLUTION
+def answer_untrained_loss():
+    ### BEGIN SOLUTION
+    return math.log(50257)  # logits near 0: uniform over the vocabulary, -log(1 / 50257), about 10.8
+    ### END SOLUTION
+
+
+def answer_uniform_perplexity():
+    ### BEGIN SOLUTION
+    return 50257  # exp(log(50257))
+    ### END SOLUTION
+
+
+def answer_perplexity_at_loss_4():
+    ### BEGIN SOLUTION
+    return math.exp(4.0)  # about 54.6
+    ### END SOLUTION
+
 
 # %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex2_untrained_loss_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Exercise 2: checks (1 point). Run this cell to test your code.
 # Do not edit it: grading restores the original and adds hidden checks.
-for name in ("answer_untrained_loss", "answer_uniform_perplexity", "answer_perplexity_at_loss_4"):
-    expect_true(name in globals(), f"{name} is not defined: store your answer in a variable of that name")
-    value = globals()[name]
-    expect_true(isinstance(value, (int, float)) and not isinstance(value, bool),
-                f"{name} should be a number (an int or a float), got {type(value).__name__}")
-expect_true(0 < answer_untrained_loss < 100, f"answer_untrained_loss = {answer_untrained_loss} is not a plausible "
-            "loss: a cross-entropy is positive, and for a random model it is a few units to tens")
-expect_true(answer_uniform_perplexity >= 1, f"answer_uniform_perplexity = {answer_uniform_perplexity}: a "
-            "perplexity is exp(loss) with loss >= 0, so at least 1")
-expect_true(answer_perplexity_at_loss_4 >= 1, f"answer_perplexity_at_loss_4 = {answer_perplexity_at_loss_4}: a "
-            "perplexity is exp(loss) with loss >= 0, so at least 1")
+def answers_of(*functions):
+    """The numbers that the answer functions return; a CheckFailed unless each is a number."""
+    values = []
+    for function in functions:
+        with forbid_reference_impl():
+            value = function()
+        expect_true(isinstance(value, (int, float)) and not isinstance(value, bool),
+                    f"{function.__name__}() should return a number (an int or a float), got {type(value).__name__}")
+        values.append(value)
+    return values
+
+
+untrained_loss, uniform_perplexity, perplexity_at_loss_4 = answers_of(
+    answer_untrained_loss, answer_uniform_perplexity, answer_perplexity_at_loss_4)
+expect_true(0 < untrained_loss < 100, f"answer_untrained_loss() = {untrained_loss} is not a plausible loss: a "
+            "cross-entropy is positive, and for a random model it is a few units to tens")
+expect_true(uniform_perplexity >= 1, f"answer_uniform_perplexity() = {uniform_perplexity}: a perplexity is "
+            "exp(loss) with loss >= 0, so at least 1")
+expect_true(perplexity_at_loss_4 >= 1, f"answer_perplexity_at_loss_4() = {perplexity_at_loss_4}: a perplexity "
+            "is exp(loss) with loss >= 0, so at least 1")
 print("Exercise 2: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
-expect_true(abs(answer_untrained_loss - math.log(50257)) < 0.5,
-            f"answer_untrained_loss = {answer_untrained_loss}: with logits near 0 every token gets about "
+expect_true(abs(untrained_loss - math.log(50257)) < 0.5,
+            f"answer_untrained_loss() = {untrained_loss}: with logits near 0 every token gets about "
             "1 / 50257, so the loss is about -log(1 / 50257) = ln(50257)")
-expect_true(abs(answer_uniform_perplexity - 50257) <= 1, f"answer_uniform_perplexity = {answer_uniform_perplexity}")
-expect_true(abs(answer_perplexity_at_loss_4 - math.exp(4.0)) < 1,
-            f"answer_perplexity_at_loss_4 = {answer_perplexity_at_loss_4}: the perplexity is exp(loss)")
+expect_true(abs(uniform_perplexity - 50257) <= 1, f"answer_uniform_perplexity() = {uniform_perplexity}")
+expect_true(abs(perplexity_at_loss_4 - math.exp(4.0)) < 1,
+            f"answer_perplexity_at_loss_4() = {perplexity_at_loss_4}: the perplexity is exp(loss)")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -331,8 +356,12 @@ expect_close(torch.tensor(loss_2), torch.tensor(reference.calc_loss_loader(loade
 expect_close(torch.tensor(loss_9), torch.tensor(loss), "calc_loss_loader(..., num_batches=9) with 4 batches",
              hint="num_batches larger than len(data_loader): use all batches, min(num_batches, len(data_loader))")
 empty = DataLoader(token_dataset(2), batch_size=3, drop_last=True)  # no batch at all
-with forbid_reference_impl(allowed=allowed):
-    loss_empty = calc_loss_loader(empty, model, "cpu")
+try:
+    with forbid_reference_impl(allowed=allowed):
+        loss_empty = calc_loss_loader(empty, model, "cpu")
+except ZeroDivisionError as error:
+    raise CheckFailed("calc_loss_loader of an empty loader divided by zero: return float('nan') when "
+                      "len(data_loader) == 0") from error
 expect_true(isinstance(loss_empty, float) and math.isnan(loss_empty),
             f"calc_loss_loader of an empty loader should be float('nan'), got {loss_empty!r}")
 try:
@@ -549,41 +578,57 @@ for temperature, top_k in [(1.0, None), (0.1, 10), (5.0, 1), (1.4, 49), (0.7, 50
 # ## Exercise 6 (1 point): predict what temperature and top-k do
 #
 # Take the book's example logits again (`book_next_token_logits()`: the largest is "forward"
-# with 6.75, then "toward" with 6.28 and "closer" with 4.51). Answer each question with a
-# number between 0 and 1, to 2 decimal places; think first, then check yourself with your
-# `next_token_probs` if you like.
+# with 6.75, then "toward" with 6.28 and "closer" with 4.51). Each function returns a
+# probability, a number between 0 and 1, to 2 decimal places; think first, then check yourself
+# with your `next_token_probs` if you like.
 #
-# 1. `answer_pizza_top3`: with `top_k=3` and temperature 1, what is the probability of sampling
-#    "pizza"?
-# 2. `answer_toward_hot_top3`: with `top_k=3` and a very high temperature (say 1000), what is
+# 1. `answer_pizza_top3()`: with `top_k=3` and temperature 1, what is the probability of
+#    sampling "pizza"?
+# 2. `answer_toward_hot_top3()`: with `top_k=3` and a very high temperature (say 1000), what is
 #    the probability of sampling "toward"?
-# 3. `answer_forward_cold`: without top-k, as the temperature approaches 0 (say 0.001), what is
-#    the probability of sampling "forward"?
+# 3. `answer_forward_cold()`: without top-k, as the temperature approaches 0 (say 0.001), what
+#    is the probability of sampling "forward"?
 
 # %% nbgrader={"grade": false, "grade_id": "ex6_decoding_predictions_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
-### BEGIN SOLUTION
-answer_pizza_top3 = 0.0  # outside the top 3: its logit is -inf
-answer_toward_hot_top3 = 1 / 3  # a very high temperature flattens the 3 kept logits: uniform over them
-answer_forward_cold = 1.0  # a temperature near 0 sharpens the softmax to the argmax: greedy
-### END SOLUTION
+def answer_pizza_top3():
+    ### BEGIN SOLUTION
+    return 0.0  # outside the top 3: its logit is -inf
+    ### END SOLUTION
+
+
+def answer_toward_hot_top3():
+    ### BEGIN SOLUTION
+    return 1 / 3  # a very high temperature flattens the 3 kept logits: uniform over them
+    ### END SOLUTION
+
+
+def answer_forward_cold():
+    ### BEGIN SOLUTION
+    return 1.0  # a temperature near 0 sharpens the softmax to the argmax: greedy decoding
+    ### END SOLUTION
+
 
 # %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex6_decoding_predictions_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Exercise 6: checks (1 point). Run this cell to test your code.
 # Do not edit it: grading restores the original and adds hidden checks.
-for name in ("answer_pizza_top3", "answer_toward_hot_top3", "answer_forward_cold"):
-    expect_true(name in globals(), f"{name} is not defined: store your answer in a variable of that name")
-    value = globals()[name]
+answers = {}
+for function in (answer_pizza_top3, answer_toward_hot_top3, answer_forward_cold):
+    with forbid_reference_impl():
+        value = function()
     expect_true(isinstance(value, (int, float)) and not isinstance(value, bool),
-                f"{name} should be a number (an int or a float), got {type(value).__name__}")
-    expect_true(0 <= value <= 1, f"{name} = {value} is not a probability: give a number between 0 and 1")
+                f"{function.__name__}() should return a number (an int or a float), got {type(value).__name__}")
+    expect_true(0 <= value <= 1, f"{function.__name__}() = {value} is not a probability: return a number "
+                "between 0 and 1")
+    answers[function.__name__] = value
 print("Exercise 6: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
-expect_true(abs(answer_pizza_top3) < 0.005, f"answer_pizza_top3 = {answer_pizza_top3}: top-k sets the logits "
-            "outside the top 3 to -inf, and exp(-inf) = 0")
-expect_true(abs(answer_toward_hot_top3 - 1 / 3) < 0.01, f"answer_toward_hot_top3 = {answer_toward_hot_top3}: "
-            "logits / 1000 are all almost 0, so the 3 kept tokens become equally likely")
-expect_true(abs(answer_forward_cold - 1) < 0.005, f"answer_forward_cold = {answer_forward_cold}: dividing by a "
-            "tiny temperature makes the largest logit dominate the softmax")
+expect_true(abs(answers["answer_pizza_top3"]) < 0.005, f"answer_pizza_top3() = {answers['answer_pizza_top3']}: "
+            "top-k sets the logits outside the top 3 to -inf, and exp(-inf) = 0")
+expect_true(abs(answers["answer_toward_hot_top3"] - 1 / 3) < 0.01,
+            f"answer_toward_hot_top3() = {answers['answer_toward_hot_top3']}: logits / 1000 are all almost 0, "
+            "so the 3 kept tokens become equally likely")
+expect_true(abs(answers["answer_forward_cold"] - 1) < 0.005, f"answer_forward_cold() = "
+            f"{answers['answer_forward_cold']}: dividing by a tiny temperature makes the largest logit dominate")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -758,7 +803,12 @@ with tempfile.TemporaryDirectory() as folder:
     with forbid_reference_impl(allowed=model_hook):
         save_checkpoint(path, model, optimizer)
     expect_true(path.is_file(), "save_checkpoint(path, model, optimizer) wrote no file at path: torch.save(..., path)")
-    saved = torch.load(path, weights_only=True)
+    try:
+        saved = torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckFailed("the checkpoint file holds more than tensors and plain values, so torch.load(..., "
+                          "weights_only=True) refuses it: save the state dicts (model.state_dict(), "
+                          "optimizer.state_dict()), not the model or optimizer objects") from error
     expect_type(saved, dict, "the object in the checkpoint file")
     expect_equal(sorted(saved), ["model_state_dict", "optimizer_state_dict"], "the keys of the saved dictionary",
                  hint='save {"model_state_dict": model.state_dict(), "optimizer_state_dict": optimizer.state_dict()}')
