@@ -110,8 +110,8 @@ def token_dataset(num_rows, num_tokens=6, vocab_size=50, seed=0):
     return TensorDataset(ids[:, :-1], ids[:, 1:])
 
 
-# The book's toy example of section 5.3: a vocabulary of nine words and the logits a model
-# gives them as the next token after "every effort moves you".
+# The book's toy example of decoding (chapter 5, "Decoding strategies"): a vocabulary of nine
+# words and the logits a model gives them as the next token after "every effort moves you".
 vocab = {"closer": 0, "every": 1, "effort": 2, "forward": 3, "inches": 4, "moves": 5, "pizza": 6, "toward": 7, "you": 8}
 inverse_vocab = {i: word for word, i in vocab.items()}
 
@@ -127,7 +127,8 @@ print("tiny_gpt():", tiny_gpt().cfg)
 # ## Exercise 1 (1 point): cross-entropy and perplexity
 #
 # A language model is measured by how much probability it gives to the token that really comes
-# next (section 5.1.2). Write `cross_entropy_and_perplexity(logits, targets)`:
+# next (chapter 5, "Evaluating generative text models"). Write
+# `cross_entropy_and_perplexity(logits, targets)`:
 #
 # * `logits` has shape `(batch, num_tokens, vocab_size)`, `targets` (the ids of the next tokens)
 #   has shape `(batch, num_tokens)`;
@@ -271,7 +272,7 @@ expect_true(abs(perplexity_at_loss_4 - math.exp(4.0)) < 1,
 # ## Exercise 3 (2 points): the training/validation split and the loss over a data loader
 #
 # The chapter holds out the end of the text for validation and averages the loss over the
-# batches of a data loader (sections 5.1.3). Write two functions:
+# batches of a data loader (chapter 5, "Training and validation data"). Write two functions:
 #
 # 1. `train_val_split(text, train_ratio=0.9)` returns `(train_text, val_text)`: the first
 #    `int(train_ratio * len(text))` characters, and the rest. Raise a `ValueError` unless
@@ -342,10 +343,15 @@ for bad_ratio in (0, 1, 1.5):
                           "the ratio must be strictly between 0 and 1")
 model = tiny_gpt().eval()
 allowed = (GPTModel,)  # your code may call the model
+grad_enabled = []  # whether gradients were on at each call of the model
+watch = model.register_forward_hook(lambda module, args, output: grad_enabled.append(torch.is_grad_enabled()))
 loader = DataLoader(token_dataset(10), batch_size=3, shuffle=False)  # batches of 3, 3, 3 and 1 rows
 with forbid_reference_impl(allowed=allowed):
     loss = calc_loss_loader(loader, model, "cpu")
+watch.remove()
 expect_type(loss, float, "calc_loss_loader(loader, model, 'cpu')")
+expect_true(grad_enabled and not any(grad_enabled), "calc_loss_loader ran the model with gradients on: "
+            "wrap the loop in `with torch.no_grad():` (measuring a loss needs no gradients)")
 expect_close(torch.tensor(loss), torch.tensor(reference.calc_loss_loader(loader, model, "cpu")),
              "calc_loss_loader(loader, model, 'cpu') over 4 batches (the last has 1 row)",
              hint="average the 4 batch losses, each batch counting the same (sum of batch losses / num_batches)")
@@ -389,8 +395,8 @@ for num_batches in (None, 1, 3, 4, 100):
 # %% [markdown]
 # ## Exercise 4 (2 points): one training step
 #
-# The heart of the training loop (section 5.2) is one optimizer step. Write
-# `train_step(model, optimizer, input_batch, target_batch)`:
+# The heart of the training loop (chapter 5, "Training the model") is one optimizer step.
+# Write `train_step(model, optimizer, input_batch, target_batch)`:
 #
 # 1. reset the gradients of the previous step (`optimizer.zero_grad()`): PyTorch *adds* new
 #    gradients to the old ones otherwise;
@@ -476,7 +482,7 @@ for (name, p), expected_p in zip(model.named_parameters(), expected_model.parame
 # ## Exercise 5 (2 points): temperature scaling and top-k filtering
 #
 # Greedy decoding always picks the most likely token; sampling picks a token at random from the
-# model's probabilities, shaped by two knobs (section 5.3). Write
+# model's probabilities, shaped by two knobs (chapter 5, "Decoding strategies"). Write
 # `next_token_probs(logits, temperature=1.0, top_k=None)`, which turns next-token `logits` of
 # shape `(..., vocab_size)` into the probabilities that sampling uses (same shape):
 #
@@ -636,8 +642,9 @@ expect_true(abs(answers["answer_forward_cold"] - 1) < 0.005, f"answer_forward_co
 # ## Exercise 7 (3 points): generating text by sampling
 #
 # Write the chapter's `generate(model, idx, max_new_tokens, context_size, temperature=0.0,
-# top_k=None, generator=None)` (section 5.3.3), which extends a batch of token ids `idx`, of
-# shape `(batch, num_tokens)`, by `max_new_tokens` tokens, one at a time. At each step:
+# top_k=None, generator=None)` (chapter 5, "Decoding strategies"; without its `eos_id`), which
+# extends a batch of token ids `idx`, of shape `(batch, num_tokens)`, by `max_new_tokens` tokens,
+# one at a time. At each step:
 #
 # 1. crop the sequence to its last `context_size` tokens and run the model on it under
 #    `torch.no_grad()`; keep the logits of the last position, shape `(batch, vocab_size)`;
@@ -689,8 +696,13 @@ def expected_tokens(model, prompt, max_new_tokens, context_size, temperature, to
 
 model = tiny_gpt(context_length=16).eval()
 prompt = torch.tensor([[7, 3, 11, 2, 40], [1, 1, 1, 1, 1]])
+grad_enabled = []  # whether gradients were on at each call of the model
+watch = model.register_forward_hook(lambda module, args, output: grad_enabled.append(torch.is_grad_enabled()))
 with forbid_reference_impl(allowed=(GPTModel,)):
     greedy = generate(model, prompt, max_new_tokens=6, context_size=4)
+watch.remove()
+expect_true(grad_enabled and not any(grad_enabled), "generate ran the model with gradients on: "
+            "call it under `with torch.no_grad():` (generating needs no gradients)")
 expect_shape(greedy, (2, 11), "generate(model, prompt, max_new_tokens=6, context_size=4) for a (2, 5) prompt",
              hint="return the prompt followed by the max_new_tokens new tokens")
 expect_equal(greedy[:, :5], prompt, "the first 5 tokens of the output", hint="start from the whole prompt")
@@ -738,15 +750,17 @@ for prompt, max_new_tokens, context_size, temperature, top_k, seed in [
 # ## Exercise 8 (2 points): saving and loading a checkpoint
 #
 # Training takes long: save the model, and the optimizer too, so that training can continue
-# later where it stopped (section 5.4). AdamW keeps two running averages per weight, and
-# without them a resumed training starts its moments from zero again. Write:
+# later where it stopped (chapter 5, "Saving and loading weights"). AdamW keeps two running
+# averages per weight, and without them a resumed training starts its moments from zero again.
+# Write:
 #
 # 1. `save_checkpoint(path, model, optimizer)`: save, with `torch.save`, a dictionary with the
 #    book's two keys, `"model_state_dict"` (`model.state_dict()`) and `"optimizer_state_dict"`
 #    (`optimizer.state_dict()`), to the file `path`;
 # 2. `load_checkpoint(path, model, optimizer)`: read the file with
 #    `torch.load(path, map_location="cpu", weights_only=True)` and load the two states into
-#    `model` and `optimizer` (their `load_state_dict` methods).
+#    `model` and `optimizer` (their `load_state_dict` methods). `map_location="cpu"` lets a file
+#    saved on a GPU load on any machine; `weights_only=True` is required.
 #
 # `weights_only=True` matters: a checkpoint is a pickle, and unpickling a file from the internet
 # can run any code in it; with `weights_only=True`, PyTorch only accepts tensors and plain
@@ -851,11 +865,12 @@ expect_same_state(other_model, other_optimizer, model, optimizer, "after one mor
 # %% [markdown]
 # ## Exercise 9 (3 points): loading GPT-2's weights
 #
-# OpenAI's pretrained GPT-2 weights are published in the Hugging Face layout (section 5.5).
-# Its names differ from the book's `GPTModel`, and its linear layers are `Conv1D` layers, whose
-# weights are stored transposed: `(in_features, out_features)`, where `nn.Linear` holds
-# `(out_features, in_features)`. Write `gpt2_to_book_state_dict(hf_state_dict, n_layers)`, which
-# returns a new dictionary with the book's names, ready for `model.load_state_dict(..., strict=True)`.
+# OpenAI's pretrained GPT-2 weights are published in the Hugging Face layout (chapter 5,
+# "Loading OpenAI's GPT-2 weights"). Its names differ from the book's `GPTModel`, and its
+# linear layers are `Conv1D` layers, whose weights are stored transposed: `(in_features,
+# out_features)`, where `nn.Linear` holds `(out_features, in_features)`. Write
+# `gpt2_to_book_state_dict(hf_state_dict, n_layers)`, which returns a new dictionary with the
+# book's names, ready for `model.load_state_dict(..., strict=True)`.
 #
 # `hf_state_dict` is the state dict of a `transformers.GPT2LMHeadModel`: every name starts with
 # `"transformer."`, and `"lm_head.weight"` (the output head, a copy of the token embedding) may be
@@ -1153,6 +1168,15 @@ with forbid_reference_impl(), no_clip_grad_norm, no_clip_grads_with_norm:
 for (name, p), grad in zip(small.named_parameters(), before):
     expect_close(p.grad, grad, f"the gradient of {name} when the total norm is below max_norm",
                  hint="leave the gradients unchanged when max_norm / (total_norm + 1e-6) >= 1")
+small.pos_emb.weight.grad = None  # e.g. a frozen parameter: it has no gradient
+try:
+    with forbid_reference_impl(), no_clip_grad_norm, no_clip_grads_with_norm:
+        clip_gradients(small.parameters(), max_norm=1.0)
+except (TypeError, AttributeError) as error:
+    raise CheckFailed(f"clip_gradients raised {type(error).__name__} ({error}) for parameters of which one has no "
+                      "gradient: skip the parameters whose .grad is None") from error
+expect_true(small.pos_emb.weight.grad is None, "clip_gradients gave pos_emb.weight a gradient, although it had "
+            "none: skip the parameters whose .grad is None")
 try:
     with forbid_reference_impl(), no_clip_grad_norm, no_clip_grads_with_norm:
         clip_gradients(small.parameters(), max_norm=0.0)
