@@ -880,7 +880,7 @@ expect_same_state(other_model, other_optimizer, model, optimizer, "after one mor
 # |---|---|
 # | `wte.weight`, `wpe.weight` | `tok_emb.weight`, `pos_emb.weight` |
 # | `h.{i}.ln_1.weight`, `h.{i}.ln_1.bias` | `trf_blocks.{i}.norm1.scale`, `trf_blocks.{i}.norm1.shift` |
-# | `h.{i}.attn.c_attn.weight` (transpose, then split in 3) | `trf_blocks.{i}.att.W_query.weight`, `...W_key.weight`, `...W_value.weight` |
+# | `h.{i}.attn.c_attn.weight` (split in 3, transpose each part) | `trf_blocks.{i}.att.W_query.weight`, `...W_key.weight`, `...W_value.weight` |
 # | `h.{i}.attn.c_attn.bias` (split in 3) | `trf_blocks.{i}.att.W_query.bias`, `...W_key.bias`, `...W_value.bias` |
 # | `h.{i}.attn.c_proj.weight` (transpose), `.bias` | `trf_blocks.{i}.att.out_proj.weight`, `.bias` |
 # | `h.{i}.ln_2.weight`, `h.{i}.ln_2.bias` | `trf_blocks.{i}.norm2.scale`, `trf_blocks.{i}.norm2.shift` |
