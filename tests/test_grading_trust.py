@@ -270,7 +270,7 @@ def page_text(path: Path) -> str:
 
 
 def hidden_lines(source_nb) -> list[str]:
-    """Every line of a hidden block that appears nowhere else in the notebook."""
+    """Every line of a hidden block that appears nowhere else in the notebook (12 characters or more)."""
     inside, outside = set(), set()
     for cell in source_nb.cells:
         hidden = False
@@ -280,7 +280,7 @@ def hidden_lines(source_nb) -> list[str]:
                 hidden = True
             elif "END HIDDEN TESTS" in stripped:
                 hidden = False
-            elif stripped:
+            elif len(stripped) >= 12:  # a line of code, not a lone bracket
                 (inside if hidden else outside).add(stripped)
     return sorted(inside - outside)
 
