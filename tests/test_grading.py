@@ -33,7 +33,6 @@ from course_tools.grading import (
     sha256_tree,
 )
 
-
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = find_assignments(ROOT / "solutions")
 BAD_BATCH_ASSIGNMENT = "ch02"  # its exercises are the ones the bad submissions break
