@@ -12,9 +12,9 @@ the notebook's cells:
 * ``install()`` before the first cell: a snapshot of what the checks rely on;
 * ``record(globals(), names)`` after each read-only cell (the setup): the modules,
   functions and classes it bound;
-* ``checkpoint(globals(), names)`` before and after each checks cell, with the names the
+* ``report(globals(), names)`` before and after each checks cell, with the names the
   cell uses: it puts back whatever was rebound or patched (so the checks run as written)
-  and returns what it found; the grader gives that exercise 0 and says why.
+  and writes what it found; the grader gives that exercise 0 and says why.
 
 Whatever a notebook defines itself (a function or class whose ``__module__`` is
 ``__main__``) found attached to a module of ``reference_impl`` or ``course_tools`` counts
@@ -33,6 +33,7 @@ import importlib
 import json
 import sys
 import threading
+import types
 
 MARK = "course_tools.grading_guard:"  # the line that carries the findings back to the grader
 _MISSING = object()
@@ -84,8 +85,13 @@ def record(namespace: dict, names: list[str]) -> None:
             _state["setup"][name] = value
 
 
-def checkpoint(namespace: dict, names: list[str]) -> list[str]:
-    """Put back what the checks rely on; return a sentence for each thing that had changed."""
+def checkpoint(namespace: dict, names: list[str], during: bool = False) -> list[str]:
+    """Put back what the checks rely on; return a sentence for each thing that had changed.
+
+    A name of the setup cell that the notebook bound to something else before the checks
+    (its own helper of the same name, say) is put back without a finding: the checks then
+    run as written. Changed while the checks ran (``during``), it is a finding like the
+    others, since the checks have used it."""
     if _state is None:
         return ["the grading guard was not installed"]
     found = []
@@ -95,7 +101,7 @@ def checkpoint(namespace: dict, names: list[str]) -> list[str]:
         original = api.get(name, setup.get(name, _MISSING))
         if original is not _MISSING:
             if current is not original:
-                if current is not _MISSING:
+                if current is not _MISSING and (name in api or during):
                     found.append(f"rebinds {name}, which the checks use")
                 namespace[name] = original
         elif current is not _MISSING and hasattr(builtins, name) and name not in _VOLATILE_BUILTINS:
@@ -136,10 +142,10 @@ def checkpoint(namespace: dict, names: list[str]) -> list[str]:
     return found
 
 
-def report(namespace: dict, names: list[str]) -> None:
+def report(namespace: dict, names: list[str], during: bool = False) -> None:
     """``checkpoint``, its findings written on the cell's output for the grader to read."""
     try:
-        found = checkpoint(namespace, names)
+        found = checkpoint(namespace, names, during)
     except Exception as error:  # the guard itself was broken: that is tampering too
         found = [f"broke the grader's guard ({type(error).__name__}: {error})"]
     write = _state["write"] if _state else sys.stdout.write
@@ -153,7 +159,8 @@ def _callables(contents: dict) -> dict:
 
 
 def _is_code(value) -> bool:
-    return isinstance(value, type(sys)) or isinstance(value, type) or callable(value)
+    """A module, class or function (not an object that happens to be callable, like a model)."""
+    return isinstance(value, (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType))
 
 
 def _from_notebook(value) -> bool:

@@ -50,9 +50,9 @@ class GuardedExecute(Execute):
 
         if utils.is_grade(cell):
             names = used_names(cell.source)
-            found = self._checkpoint(names, index)
+            found = self._checkpoint(names, index, during=False)
             cell, resources = super().preprocess_cell(cell, resources, index)
-            found += [finding for finding in self._checkpoint(names, index) if finding not in found]
+            found += [finding for finding in self._checkpoint(names, index, during=True) if finding not in found]
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "stream" and output.get("name") == "stderr":
                     output["name"] = "stdout"  # nbgrader would give 0 for any stderr output
@@ -64,8 +64,8 @@ class GuardedExecute(Execute):
                 self._run_hidden(f"{GUARD}.record(globals(), {bound_names(cell.source)!r})", index)
         return cell, resources
 
-    def _checkpoint(self, names: list[str], index: int) -> list[str]:
-        outputs = self._run_hidden(f"{GUARD}.report(globals(), {names!r})", index)
+    def _checkpoint(self, names: list[str], index: int, during: bool) -> list[str]:
+        outputs = self._run_hidden(f"{GUARD}.report(globals(), {names!r}, during={during})", index)
         for output in outputs:
             if output.get("output_type") == "error":
                 return [f"broke the grader's guard ({output.get('ename')}: {output.get('evalue')})"]
@@ -88,19 +88,27 @@ class GuardedExecute(Execute):
 
 def tampered_error(found: list[str]) -> NotebookNode:
     message = (
-        f"the checks were tampered with: your code {'; '.join(found)}. "
-        "The originals were put back for the checks; this exercise gets 0."
+        f"the checks were tampered with: your code {'; '.join(found)}: "
+        "the checks ran with the originals put back, and this exercise gets 0"
     )
     return NotebookNode(output_type="error", ename=TAMPERED, evalue=message, traceback=[f"{TAMPERED}: {message}"])
 
 
 def used_names(source: str) -> list[str]:
-    """Every name a cell's code mentions."""
+    """The names a cell's code reads and does not assign itself: what it takes from the notebook."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return sorted(set(re.findall(r"[A-Za-z_]\w*", source)))
-    return sorted({node.id for node in ast.walk(tree) if isinstance(node, ast.Name)})
+    names = [node for node in ast.walk(tree) if isinstance(node, ast.Name)]
+    assigned = {node.id for node in names if not isinstance(node.ctx, ast.Load)}
+    assigned |= {
+        (alias.asname or alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    return sorted({node.id for node in names if isinstance(node.ctx, ast.Load)} - assigned)
 
 
 def bound_names(source: str) -> list[str]:

@@ -414,8 +414,7 @@ def test_names_used_by_a_checks_cell_and_bound_by_the_setup():
         "forbid_reference_impl",
         "torch",
         "x",
-        "y",
-    ]
+    ]  # not y: the cell assigns it
     setup = "import torch\nimport torch.nn.functional as F\nfrom course_tools.checks import expect_close\n\n\ndef book_inputs():\n    return 1\n\n\ninputs = book_inputs()"
     assert bound_names(setup) == ["F", "book_inputs", "expect_close", "inputs", "torch"]
 
@@ -431,6 +430,10 @@ def test_guard_puts_back_and_reports_rebound_names_and_patched_modules():
     namespace = {"expect_close": checks.expect_close, "helper": len}
     grading_guard.record(namespace, ["helper"])
     assert grading_guard.checkpoint(namespace, ["expect_close", "helper", "torch"]) == []
+    # A helper of the setup that the notebook redefined before the checks: put back, no finding.
+    namespace["helper"] = print
+    assert grading_guard.checkpoint(namespace, ["helper"]) == []
+    assert namespace["helper"] is len
 
     original_isclose = torch.isclose
     notebook = {"__name__": "__main__"}  # the notebook's code: its module is __main__
@@ -443,7 +446,7 @@ def test_guard_puts_back_and_reports_rebound_names_and_patched_modules():
     reference.causal_mask = notebook["mask"]
     sys.modules[reference.__name__] = reference
     try:
-        found = grading_guard.checkpoint(namespace, ["expect_close", "helper", "len", "torch"])
+        found = grading_guard.checkpoint(namespace, ["expect_close", "helper", "len", "torch"], during=True)
     finally:
         torch.isclose = original_isclose
         del sys.modules[reference.__name__]
