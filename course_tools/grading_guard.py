@@ -52,17 +52,21 @@ def install() -> None:
 
     import course_tools.checks as checks
 
+    # label -> (module, its attributes then, strict). Strict: any change counts. Otherwise
+    # only a replacement by the notebook's own code counts: torch changes some of its own
+    # functions when it imports a part lazily (torch._dynamo wraps torch.manual_seed).
     modules = {
-        "builtins": (builtins, {k: v for k, v in vars(builtins).items() if k not in _VOLATILE_BUILTINS}),
-        "sys": (sys, {k: getattr(sys, k) for k in ("setprofile", "getprofile", "settrace", "gettrace")}),
-        "threading": (threading, {k: getattr(threading, k) for k in ("setprofile", "getprofile", "settrace")}),
-        "course_tools.checks": (checks, _callables(vars(checks))),
-        "torch": (torch, _callables(vars(torch))),
-        "torch.nn.functional": (torch.nn.functional, _callables(vars(torch.nn.functional))),
+        "builtins": (builtins, {k: v for k, v in vars(builtins).items() if k not in _VOLATILE_BUILTINS}, False),
+        "sys": (sys, {k: getattr(sys, k) for k in ("setprofile", "getprofile", "settrace", "gettrace")}, True),
+        "threading": (threading, {k: getattr(threading, k) for k in ("setprofile", "getprofile", "settrace")}, True),
+        "course_tools.checks": (checks, _callables(vars(checks)), True),
+        "torch": (torch, _callables(vars(torch)), False),
+        "torch.nn.functional": (torch.nn.functional, _callables(vars(torch.nn.functional)), False),
     }
     classes = {
         "torch.Tensor": (torch.Tensor, dict(vars(torch.Tensor))),
         "torch._C.TensorBase": (torch._C.TensorBase, dict(vars(torch._C.TensorBase))),
+        "torch.nn.Module": (torch.nn.Module, dict(vars(torch.nn.Module))),
     }
     api = {name: getattr(checks, name) for name in (*checks.__all__, "CheckFailed")}
     _state = {
@@ -109,23 +113,25 @@ def checkpoint(namespace: dict, names: list[str], during: bool = False) -> list[
                 found.append(f"rebinds the built-in {name}, which the checks use")
                 del namespace[name]
 
-    for label, (module, snapshot) in _state["modules"].items():
+    for label, (module, snapshot, strict) in _state["modules"].items():
         contents = vars(module)
         for name, original in snapshot.items():
-            if contents.get(name, _MISSING) is not original:
+            current = contents.get(name, _MISSING)
+            if current is not original and (strict or _from_notebook(current)):
                 found.append(f"replaces {label}.{name}")
                 setattr(module, name, original)
     for label, (cls, snapshot) in _state["classes"].items():
         contents = dict(vars(cls))
-        for name, original in snapshot.items():
-            if contents.get(name, _MISSING) is not original:
+        for name, current in contents.items():
+            original = snapshot.get(name, _MISSING)
+            if current is not original and _from_notebook(current):
                 found.append(f"replaces {label}.{name}")
-                setattr(cls, name, original)
-        for name in contents.keys() - snapshot.keys():
-            found.append(f"adds {label}.{name}")
-            delattr(cls, name)
+                if original is _MISSING:
+                    delattr(cls, name)  # the inherited one is the original
+                else:
+                    setattr(cls, name, original)
 
-    watched = {label for label in _state["modules"]}
+    watched = set(_state["modules"])
     for module_name, module in list(sys.modules.items()):
         if module_name in watched or not module_name.startswith(_WATCHED_PREFIXES) or module is None:
             continue
@@ -164,17 +170,26 @@ def _is_code(value) -> bool:
 
 
 def _from_notebook(value) -> bool:
-    """A function or class that the notebook defined (also wrapped in a partial or a method)."""
-    for _ in range(3):
-        if getattr(value, "func", None) is not None and type(value).__name__ == "partial":
-            value = value.func
-        elif getattr(value, "__func__", None) is not None:
-            value = value.__func__
-        else:
-            break
-    if not (isinstance(value, type) or callable(value)):
-        return False
+    """A function or class that the notebook defined (also in a partial, a method or a
+    ``functools.wraps`` wrapper that claims another module)."""
     try:
+        for _ in range(3):
+            if getattr(value, "func", None) is not None and type(value).__name__ == "partial":
+                value = value.func
+            elif getattr(value, "__func__", None) is not None:
+                value = value.__func__
+            else:
+                break
+        if not callable(value):
+            return False
+        code = getattr(value, "__code__", None)
+        if code is not None and _is_cell_file(getattr(code, "co_filename", "")):
+            return True
         return getattr(value, "__module__", None) == "__main__"
-    except Exception:
+    except Exception:  # an object that fails when looked at was not made by a library
         return True
+
+
+def _is_cell_file(filename: str) -> bool:
+    """The file name IPython gives the code of a cell."""
+    return "ipykernel_" in filename or filename.startswith("<ipython-input")

@@ -41,6 +41,11 @@ GUARD = "__import__('course_tools.grading_guard', fromlist=['report'])"
 class GuardedExecute(Execute):
     """nbgrader's ``Execute``, with the checks guarded and stderr kept out of the grades."""
 
+    # One output per stream and cell, as a learner sees it (a tqdm bar as its last state):
+    # nbgrader's LimitOutput then keeps exactly its number of lines, however the kernel
+    # happened to cut the stream into messages.
+    coalesce_streams = Bool(True, help="merge the stream outputs of a cell, one per stream").tag(config=True)
+
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
             return super().preprocess_cell(cell, resources, index)
