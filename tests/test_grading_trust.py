@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import csv
 import fcntl
+import functools
 import os
 import re
 import shutil
@@ -435,20 +436,22 @@ def test_guard_puts_back_and_reports_rebound_names_and_patched_modules():
     assert grading_guard.checkpoint(namespace, ["helper"]) == []
     assert namespace["helper"] is len
 
-    original_isclose = torch.isclose
+    original_isclose, original_seed = torch.isclose, torch.manual_seed
     notebook = {"__name__": "__main__"}  # the notebook's code: its module is __main__
-    exec("def mask(n):\n    return None", notebook)
+    exec("def mask(n):\n    return None\n\n\nclose = lambda *a, **k: None", notebook)
     namespace["expect_close"] = lambda *a, **k: None
     namespace["helper"] = print
     namespace["len"] = notebook["mask"]  # shadows a built-in with the notebook's own function
-    torch.isclose = lambda *a, **k: None
+    torch.isclose = notebook["close"]
+    torch.manual_seed = functools.wraps(original_seed)(lambda seed: original_seed(seed))  # as torch._dynamo does
     reference = types.ModuleType("reference_impl.stand_in")  # a module of the package, patched
     reference.causal_mask = notebook["mask"]
     sys.modules[reference.__name__] = reference
     try:
         found = grading_guard.checkpoint(namespace, ["expect_close", "helper", "len", "torch"], during=True)
+        assert torch.manual_seed is not original_seed  # a library's own wrapper is left alone
     finally:
-        torch.isclose = original_isclose
+        torch.isclose, torch.manual_seed = original_isclose, original_seed
         del sys.modules[reference.__name__]
     assert found == [
         "rebinds expect_close, which the checks use",
