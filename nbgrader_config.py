@@ -27,3 +27,29 @@ c.OverwriteCells.add_missing_cells = True
 # Each assignment's text source (solutions/chNN/_src/, see solutions/jupytext.toml) is for
 # authors only: it holds the solutions and the hidden checks, so it never reaches students.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "_src"]
+
+# Grading runs the notebook with the course's guard around each checks cell
+# (course_tools/nbgrader_plugins.py): a notebook that rebinds or patches what the checks use
+# gets 0 for those exercises, with an error that says what it changed; and stderr output of
+# a checks cell (a progress bar or a log line of the learner's code) does not cost points.
+c.Autograde.autograde_preprocessors = [
+    "course_tools.nbgrader_plugins.GuardedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# The feedback pages: the scores and the one-line message of each failed check, the
+# grader's outcome on top, and never the source of the hidden checks.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "course_tools.nbgrader_plugins.HideHiddenChecks",
+    "course_tools.nbgrader_plugins.OneLineErrors",
+    "course_tools.nbgrader_plugins.OutcomeNote",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+# Late submissions: nbgrader's default is no penalty. To give 0 to a notebook handed in
+# after the due date (nbgrader db assignment add chNN --duedate=...), uncomment:
+# c.LateSubmissionPlugin.penalty_method = "zero"

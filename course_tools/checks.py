@@ -416,9 +416,11 @@ def _parts(obj):
 def show_warnings_on_stdout() -> None:
     """Print warnings on stdout instead of stderr.
 
-    nbgrader gives no points to a test cell that writes anything to stderr, so a harmless
-    warning (a deprecation inside a library, say) would cost a correct solution its points.
-    Call this once in an exercise notebook's setup cell.
+    Plain nbgrader gives no points to a test cell that writes anything to stderr, so a
+    harmless warning (a deprecation inside a library, say) would cost a correct solution its
+    points. The course's grader keeps stderr out of the grades (``nbgrader_config.py``);
+    this keeps warnings out of stderr also where a notebook is graded without it. Call it
+    once in an exercise notebook's setup cell.
     """
 
     def show(message, category, filename, lineno, file=None, line=None):

@@ -2,6 +2,8 @@
 
     python -m course_tools.grading generate [chNN ...]
     python -m course_tools.grading autograde chNN [--timeout 60] [--student ID ...]
+    python -m course_tools.grading feedback chNN [--student ID ...]
+    python -m course_tools.grading export [--to grades.csv]
 
 Run them in the course folder (the one with ``nbgrader_config.py``) or pass ``--course-dir``.
 
@@ -16,7 +18,16 @@ process of its own, so that nothing a student's notebook does (loop forever, kil
 kernel, print a million lines, edit the checks) can stop the batch or touch another
 student's grades. Around each run it records what nbgrader does not say: the outcome of
 every student, in ``reports/chNN_outcomes.csv`` and a printed table. The students'
-submitted files are only ever read.
+submitted files are only ever read. The checks run guarded (``nbgrader_config.py`` names
+the course's preprocessors, ``course_tools.nbgrader_plugins``): a notebook that rebinds or
+patches what the checks use gets 0 for those exercises, and stderr output costs nothing.
+
+``feedback`` writes the feedback pages of what was graded last (``nbgrader
+generate_feedback --force``: the outcome on top, no hidden checks, one-line errors).
+``export`` is nbgrader's grade export with each student's status and explanation joined on.
+
+Each command holds the course's lock (``.grading.lock``): a second command on the same
+course waits for the first to finish (``--no-wait``: refuses to start).
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +54,8 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps.nbgraderapp import NbGraderApp
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
+
+from course_tools.nbgrader_plugins import TAMPERED, student_facing
 
 ASSIGNMENT_NAME = re.compile(r"ch\d\d")
 # A student id becomes part of nbgrader's path patterns (globs): keep to safe characters.
@@ -56,7 +70,9 @@ STATUSES = (
     "missing notebook",
     "kernel died",
     "timeout",
+    "checks tampered with",
     "tampered test cell",
+    "duplicated cell",
     "cell deleted",
     "delegated to reference_impl",
     "output flood",
@@ -119,6 +135,96 @@ class Course:
                 f"no assignment {assignment!r} in {self.source}: "
                 f"the assignments are {', '.join(known) or 'none'} (folders chNN holding a notebook)"
             )
+
+
+class CourseBusy(GradingError):
+    """Another command of ``course_tools.grading`` holds the course's lock."""
+
+
+_HELD_LOCKS: dict[Path, int] = {}  # lock file -> how many times this process holds it
+
+
+@contextmanager
+def course_lock(course: Course, wait: bool = True, echo: bool = True):
+    """Hold the course's lock (``.grading.lock`` in the course folder) for a command that
+    writes the gradebook, ``autograded/`` or ``feedback/``: two gradings of one course at
+    once would run the same students' kernels side by side and overwrite each other's
+    folders and grades. ``wait`` waits for the other command to finish; otherwise
+    ``CourseBusy`` says who holds it. The lock goes with the process that holds it, also
+    when it is killed. A process may take it again while it holds it."""
+    path = course.root / ".grading.lock"
+    if _HELD_LOCKS.get(path):
+        _HELD_LOCKS[path] += 1
+        try:
+            yield
+        finally:
+            _HELD_LOCKS[path] -= 1
+        return
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        if not _try_lock(handle):
+            holder = _lock_holder(path)
+            if not wait:
+                raise CourseBusy(
+                    f"another grading command is running on {course.root} ({holder}); "
+                    "run this one when it has finished, or without --no-wait to wait for it"
+                )
+            if echo:
+                print(f"waiting for another grading command on this course to finish ({holder}) ...", flush=True)
+            while not _try_lock(handle):
+                time.sleep(0.5)
+        handle.seek(0)
+        handle.truncate()
+        command = " ".join(os.path.basename(arg) if i == 0 else arg for i, arg in enumerate(sys.argv))
+        handle.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}: {command}\n")
+        handle.flush()
+        _HELD_LOCKS[path] = 1
+        try:
+            yield
+        finally:
+            _HELD_LOCKS.pop(path, None)
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            _unlock(handle)
+    finally:
+        handle.close()
+
+
+def _try_lock(handle) -> bool:
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def _unlock(handle) -> None:
+    if os.name == "nt":
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _lock_holder(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        text = ""
+    return text or "its process id is not recorded yet"
 
 
 def find_assignments(source: Path) -> list[str]:
@@ -221,12 +327,19 @@ def _kill_tree(pid: int) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def generate(course: Course, assignments: list[str] | None = None, release_dir: Path | None = None) -> list[Path]:
+def generate(
+    course: Course, assignments: list[str] | None = None, release_dir: Path | None = None, wait: bool = True
+) -> list[Path]:
     """Make the student version of each assignment with nbgrader; returns the notebooks.
 
     ``release_dir`` writes them elsewhere than the release directory (``exercises/``);
     the gradebook is updated either way.
     """
+    with course_lock(course, wait=wait):
+        return _generate(course, assignments, release_dir)
+
+
+def _generate(course: Course, assignments: list[str] | None, release_dir: Path | None) -> list[Path]:
     assignments = assignments or course.assignments()
     if not assignments:
         raise GradingError(f"no assignments to generate: {course.source} has no chNN folder holding a notebook")
@@ -298,8 +411,17 @@ def autograde(
     students: list[str] | None = None,
     report_dir: Path | None = None,
     echo: bool = True,
+    wait: bool = True,
 ) -> list[Outcome]:
-    """Grade every student's submission of ``assignment``; write and print the outcomes."""
+    """Grade every student's submission of ``assignment``; write and print the outcomes.
+
+    It holds the course's lock (see ``course_lock``): a second grading of the course at the
+    same time waits for this one (or, with ``wait=False``, refuses to start)."""
+    with course_lock(course, wait=wait, echo=echo):
+        return _autograde(course, assignment, timeout, student_timeout, students, report_dir, echo)
+
+
+def _autograde(course, assignment, timeout, student_timeout, students, report_dir, echo) -> list[Outcome]:
     course.check_assignment(assignment)
     if student_timeout is None:
         student_timeout = max(600.0, 10.0 * timeout)
@@ -397,7 +519,7 @@ def grade_student(
     log_path = report_dir / "logs" / assignment / f"{student}.log"
     args = ["autograde", assignment, "--student", student, "--force", f"--Execute.timeout={timeout}"]
     with tempfile.TemporaryDirectory(prefix="submitted-") as staging:
-        if restored:  # grade a copy with the deleted cells put back; the submission stays as it is
+        if restored:  # grade a repaired copy (cells put back or left out); the submission stays as it is
             copy = Path(staging) / student / assignment
             shutil.copytree(submission, copy)
             for name, notebook in restored.items():
@@ -420,8 +542,11 @@ def grade_student(
         outcome.add("grading error", f"nbgrader failed (exit status {status}): {last_error}")
 
     if completed:
+        scores = gradebook_cell_scores(course, assignment, student)
         for path in graded.values():
-            inspect_graded_notebook(_read_notebook(path), timeout, outcome)
+            notebook = _read_notebook(path)
+            inspect_graded_notebook(notebook, timeout, outcome)
+            explain_lost_points(notebook, scores, outcome)
     else:
         if graded_dir.exists():  # a stopped run may leave half a folder behind
             shutil.rmtree(graded_dir, ignore_errors=True)
@@ -433,9 +558,10 @@ def grade_student(
 
 
 def inspect_submission(submission: Path, released: Released, outcome: Outcome) -> dict:
-    """Findings about the submitted files themselves: unreadable, missing, edited or deleted
-    cells. Returns the notebooks to grade in place of the submitted ones: those with deleted
-    solution or read-only cells, put back (see ``restore_deleted_cells``)."""
+    """Findings about the submitted files themselves: unreadable, missing, edited, deleted
+    or duplicated cells. Returns the notebooks to grade in place of the submitted ones: those
+    with deleted solution or read-only cells put back (see ``restore_deleted_cells``) or
+    duplicated cells left out (see ``remove_duplicated_cells``)."""
 
     restored = {}
     for name, release_nb in released.notebooks.items():
@@ -452,6 +578,13 @@ def inspect_submission(submission: Path, released: Released, outcome: Outcome) -
             outcome.add("malformed notebook", f"{path.name} is not a readable notebook: {message}")
             continue
 
+        duplicated = remove_duplicated_cells(notebook)
+        for grade_id, copies in duplicated.items():
+            outcome.add(
+                "duplicated cell",
+                f"the cell {grade_id} appears {copies} times (a copy keeps nbgrader's id): "
+                f"the first one was graded, the {'other' if copies == 2 else f'{copies - 1} others'} left out",
+            )
         submitted_cells = {}
         for cell in notebook.cells:
             grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
@@ -478,9 +611,27 @@ def inspect_submission(submission: Path, released: Released, outcome: Outcome) -
                     checksum = None
                 if checksum not in released.accepted_checksums.get(grade_id, set()):
                     outcome.add("tampered test cell", f"the {what} {grade_id} was edited (graded with the original)")
-        if restore_deleted_cells(notebook, release_nb):
+        if restore_deleted_cells(notebook, release_nb) or duplicated:
             restored[name] = notebook
     return restored
+
+
+def remove_duplicated_cells(notebook) -> dict[str, int]:
+    """Keep the first of the cells that share an nbgrader grade id and leave out the others
+    (copy and paste in Jupyter keeps the id: nbgrader 0.9 would then fail on the whole
+    notebook with ``KeyError: 'grade_id'`` and give 0 for everything); returns how many
+    copies of each duplicated id there were."""
+    counts: dict[str, int] = {}
+    kept = []
+    for cell in notebook.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id is not None:
+            counts[grade_id] = counts.get(grade_id, 0) + 1
+            if counts[grade_id] > 1:
+                continue
+        kept.append(cell)
+    notebook.cells = kept
+    return {grade_id: n for grade_id, n in counts.items() if n > 1}
 
 
 def restore_deleted_cells(notebook, release_nb) -> list[str]:
@@ -540,6 +691,8 @@ def inspect_graded_notebook(notebook, timeout: int, outcome: Outcome) -> None:
             ename, evalue = output.get("ename", ""), _one_line(output.get("evalue", ""))
             if ename == "CellTimeoutError":
                 outcome.add("timeout", f"{label} ran longer than {timeout} s and was interrupted")
+            elif ename == TAMPERED:
+                outcome.add("checks tampered with", f"{label}: {_one_line(output.get('evalue', ''), 400)}")
             elif DELEGATION_MARK in evalue:
                 outcome.add("delegated to reference_impl", f"{label}: {evalue}")
             elif meta.get("grade") and ename == "NotImplementedError":
@@ -552,6 +705,35 @@ def inspect_graded_notebook(notebook, timeout: int, outcome: Outcome) -> None:
         outcome.details.append("failing: " + ", ".join(failing))
     if not_attempted:
         outcome.details.append("not attempted: " + ", ".join(not_attempted))
+
+
+def explain_lost_points(notebook, scores: dict[str, float], outcome: Outcome) -> None:
+    """Say why a checks cell that raised no error got fewer than its points from nbgrader."""
+    for cell in notebook.get("cells", []):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.get("cell_type") != "code" or not meta.get("grade") or meta.get("grade_id") not in scores:
+            continue
+        score, points = scores[meta["grade_id"]], float(meta.get("points", 0))
+        outputs = cell.get("outputs", [])
+        if score >= points or any(output.get("output_type") == "error" for output in outputs):
+            continue
+        if any(output.get("output_type") == "stream" and output.get("name") == "stderr" for output in outputs):
+            reason = "it wrote to stderr, which nbgrader scores 0 (grade with the course's nbgrader_config.py)"
+        elif any(output.get("output_type") == "execute_result" for output in outputs):
+            reason = "its last line shows a value, which nbgrader reads as partial credit"
+        else:
+            reason = "nbgrader gave it that score (see the graded notebook)"
+        outcome.details.append(f"{meta['grade_id']} scored {score:g} of {points:g} although no check failed: {reason}")
+
+
+def gradebook_cell_scores(course: Course, assignment: str, student: str) -> dict[str, float]:
+    """grade id -> score of each checks cell of a submission, as the gradebook has them."""
+    with Gradebook(course.db_url, course.course_id) as gradebook:
+        try:
+            submission = gradebook.find_submission(assignment, student)
+        except MissingEntry:
+            return {}
+        return {grade.name: float(grade.score) for notebook in submission.notebooks for grade in notebook.grades}
 
 
 def record_zero(course: Course, assignment: str, student: str) -> None:
@@ -578,6 +760,124 @@ def gradebook_score(course: Course, assignment: str, student: str) -> float:
             return float(gradebook.find_submission(assignment, student).score)
         except MissingEntry:
             return 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# feedback and export
+# ---------------------------------------------------------------------------------------
+
+
+def feedback(
+    course: Course,
+    assignment: str,
+    students: list[str] | None = None,
+    report_dir: Path | None = None,
+    wait: bool = True,
+    echo: bool = True,
+) -> list[Path]:
+    """Write the feedback pages of what was graded last, replacing any older page; returns them.
+
+    A graded student gets nbgrader's page (``nbgrader generate_feedback --force``, with the
+    course's preprocessors: the outcome on top, no hidden checks, one-line errors); a
+    student in the outcome report whose notebook could not be graded gets a page that says
+    why (nbgrader writes none, and would leave the page of an earlier grading).
+    """
+    with course_lock(course, wait=wait, echo=echo):
+        course.check_assignment(assignment)
+        report_dir = Path(report_dir) if report_dir is not None else course.root / "reports"
+        report_path = report_dir / f"{assignment}_outcomes.csv"
+        report = read_report(report_path) if report_path.exists() else {}
+        graded = sorted(path.parent.name for path in course.autograded.glob(f"*/{assignment}") if path.is_dir())
+        known = sorted(set(graded) | set(report))
+        if students:
+            unknown = sorted(set(students) - set(known))
+            if unknown:
+                raise GradingError(
+                    f"{', '.join(unknown)}: not graded for {assignment} (no autograded/<student>/{assignment}/ "
+                    f"and no row in {report_path}): run autograde first"
+                )
+            known = [student for student in known if student in students]
+        if not known:
+            raise GradingError(f"nothing graded for {assignment} yet: run autograde first")
+
+        names = sorted(path.stem for path in (course.source / assignment).glob("*.ipynb"))
+        feedback_root = course.root / "feedback"
+        written = []
+        for student in known:
+            folder = feedback_root / student / assignment
+            if student in graded:
+                args = ["generate_feedback", assignment, "--force", "--student", student]
+                args.append(f"--OutcomeNote.report_dir={report_dir.resolve()}")
+                log_path = report_dir / "logs" / assignment / f"{student}.feedback.log"
+                status, log = run_nbgrader(course, args, log_path)
+                pages = [folder / f"{name}.html" for name in names]
+                if status != 0 or not all(page.exists() for page in pages):
+                    last_error = next((line for line in reversed(log.splitlines()) if "Error" in line), "see the log")
+                    raise GradingError(
+                        f"nbgrader generate_feedback {assignment} --student {student} failed "
+                        f"(exit status {status}): {last_error.strip()} ({_relative(log_path, course.root)})"
+                    )
+                log_path.unlink()
+            else:
+                if folder.exists():
+                    shutil.rmtree(folder)
+                folder.mkdir(parents=True)
+                pages = [folder / f"{name}.html" for name in names]
+                for page in pages:
+                    page.write_text(ungraded_page(assignment, page.stem, report[student]), encoding="utf-8")
+            written.extend(pages)
+            if echo:
+                print(f"wrote {', '.join(_relative(page, course.root) for page in pages)}", flush=True)
+        return written
+
+
+def ungraded_page(assignment: str, notebook: str, row: dict[str, str]) -> str:
+    """The feedback page of a submission that could not be graded: the outcome, in words."""
+    from html import escape
+
+    explanation = student_facing(row["explanation"])
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{escape(notebook)}: feedback</title></head>\n<body>\n"
+        f"<h1>{escape(notebook)} ({escape(assignment)})</h1>\n"
+        f"<p><strong>Score: {escape(row['score'])} / {escape(row['max_score'])}</strong></p>\n"
+        f"<p>Your notebook could not be graded (status <code>{escape(row['status'])}</code>): "
+        f"{escape(explanation)}.</p>\n</body></html>\n"
+    )
+
+
+def export(course: Course, to: Path | None = None, report_dir: Path | None = None, wait: bool = True) -> Path:
+    """nbgrader's grade export (``nbgrader export``: one row per student and assignment),
+    with the outcome of each grading joined on: the columns ``status`` and ``explanation``,
+    so that a 0 for a missing notebook or a dead kernel is not taken for a real 0."""
+    with course_lock(course, wait=wait, echo=False):
+        to = Path(to) if to is not None else course.root / "grades.csv"
+        report_dir = Path(report_dir) if report_dir is not None else course.root / "reports"
+        with tempfile.TemporaryDirectory(prefix="export-") as scratch:
+            raw = Path(scratch) / "grades.csv"
+            status, log = run_nbgrader(course, ["export", f"--to={raw}"], Path(scratch) / "export.log")
+            if status != 0 or not raw.exists():
+                raise GradingError(f"nbgrader export failed (exit status {status}):\n{log}")
+            with open(raw, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                columns, rows = list(reader.fieldnames or []), list(reader)
+        reports: dict[str, dict[str, dict[str, str]]] = {}
+        for row in rows:
+            assignment = row.get("assignment", "")
+            if assignment not in reports:
+                path = report_dir / f"{assignment}_outcomes.csv"
+                reports[assignment] = read_report(path) if path.exists() else {}
+            outcome = reports[assignment].get(row.get("student_id", ""))
+            if outcome is not None:
+                row["status"], row["explanation"] = outcome["status"], outcome["explanation"]
+            else:
+                row["status"], row["explanation"] = "", "no outcome recorded (not graded with course_tools.grading)"
+        to.parent.mkdir(parents=True, exist_ok=True)
+        with open(to, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=[*columns, "status", "explanation"])
+            writer.writeheader()
+            writer.writerows(rows)
+        return to
 
 
 # ---------------------------------------------------------------------------------------
@@ -693,6 +993,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make the exercise notebooks and grade a class with nbgrader, robustly.",
     )
     parser.add_argument("--course-dir", default=".", help="the course folder, with nbgrader_config.py (default: .)")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="when another grading command is running on the course, stop at once instead of waiting for it",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser(
@@ -722,6 +1027,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--student", action="append", dest="students", metavar="ID", help="grade only this student (repeatable)"
     )
     grade.add_argument("--report-dir", default=None, help="where the outcome report goes (default: reports/)")
+
+    back = commands.add_parser(
+        "feedback",
+        help="write the feedback pages of what was graded last (replacing older pages)",
+        description=(
+            "Write feedback/<student>/chNN/*.html for every graded student (or the ones named), "
+            "replacing the pages of an earlier grading: nbgrader generate_feedback --force, with the "
+            "outcome on top and without the hidden checks; a page that says why for a notebook that "
+            "could not be graded."
+        ),
+    )
+    back.add_argument("assignment", metavar="chNN")
+    back.add_argument(
+        "--student", action="append", dest="students", metavar="ID", help="only this student (repeatable)"
+    )
+    back.add_argument("--report-dir", default=None, help="where the outcome reports are (default: reports/)")
+
+    out = commands.add_parser(
+        "export",
+        help="nbgrader's grades.csv with each grading's status and explanation joined on",
+        description=(
+            "Run nbgrader export (one row per student and assignment) and add the columns status and "
+            "explanation from reports/chNN_outcomes.csv."
+        ),
+    )
+    out.add_argument("--to", default=None, help="the CSV file to write (default: grades.csv)")
+    out.add_argument("--report-dir", default=None, help="where the outcome reports are (default: reports/)")
     return parser
 
 
@@ -729,8 +1061,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         course = Course.at(args.course_dir)
-        if args.command == "generate":
-            for path in generate(course, args.assignments):
+        wait = not args.no_wait
+        report_dir = getattr(args, "report_dir", None) and Path(args.report_dir).resolve()
+        if args.command == "feedback":
+            pages = feedback(course, args.assignment, students=args.students, report_dir=report_dir, wait=wait)
+            print(f"{len(pages)} feedback page(s) in {course.root / 'feedback'}")
+        elif args.command == "export":
+            path = export(course, to=args.to and Path(args.to).resolve(), report_dir=report_dir, wait=wait)
+            print(f"wrote {path}")
+        elif args.command == "generate":
+            for path in generate(course, args.assignments, wait=wait):
                 print(f"wrote {path.relative_to(course.root)}")
             stale = sorted(
                 path.name
@@ -748,7 +1088,8 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.timeout,
                 student_timeout=args.student_timeout,
                 students=args.students,
-                report_dir=args.report_dir and Path(args.report_dir),
+                report_dir=report_dir,
+                wait=wait,
             )
     except GradingError as error:
         print(f"error: {error}", file=sys.stderr)
