@@ -164,3 +164,16 @@ def test_points_table_lists_every_exercise_with_its_points(solution_notebook):
 def test_grade_ids_are_unique(solution_notebook):
     ids = [nbgrader(cell)["grade_id"] for cell in solution_notebook.cells if "grade_id" in nbgrader(cell)]
     assert len(ids) == len(set(ids))
+
+
+def how_they_work(nb) -> str:
+    intro = nb.cells[0].source
+    start = intro.index("How they work:")
+    return intro[start : intro.index("\n\n", start + len("How they work:\n\n"))]
+
+
+def test_every_set_explains_the_rules_in_the_same_words():
+    texts = {relative(path): how_they_work(nbformat.read(path, as_version=4)) for path in SOLUTIONS}
+    first = next(iter(texts.values()))
+    different = [path for path, text in texts.items() if text != first]
+    assert not different, f"the 'How they work' rules differ from {relative(SOLUTIONS[0])} in: {different}"

@@ -37,8 +37,9 @@
 #   implementation (`reference_impl`) instead, except where an exercise says you may.
 # * Each exercise is graded on its own: a helper from another exercise may be copied, but if
 #   you call it and it is unfinished, this exercise fails too.
-# * Do not edit or delete the checks cells: grading restores them anyway. Write warnings or
-#   messages with `print`, not to `stderr`.
+# * Do not edit or delete the checks cells: grading restores them anyway. Do not redefine
+#   what the checks use (`expect_close` and the other checks, `torch`'s functions,
+#   `reference_impl`'s): grading puts the originals back and gives that exercise 0.
 # * Run the setup cell first; before you submit, run *Kernel > Restart & Run All*.
 #
 # | exercise | points |
