@@ -58,6 +58,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from course_tools.checks import (
+    CheckFailed,
     expect_close,
     expect_equal,
     expect_own_implementation,
@@ -73,6 +74,23 @@ show_warnings_on_stdout()
 use_tiktoken_cache()  # GPT-2's tokenizer files from the course data: works offline
 verdict = read_text("the-verdict.txt")  # the short story of chapter 2
 print(f"'The Verdict': {len(verdict):,} characters")
+
+
+def load_embedding_weights(module, tok_weight, pos_weight):
+    """Copy fixed weights into exercise 6's module: its parameters must be exactly
+    tok_emb.weight and pos_emb.weight; buffers the module holds besides are kept."""
+    parameters = sorted(name for name, _ in module.named_parameters())
+    expect_true(parameters == ["pos_emb.weight", "tok_emb.weight"],
+                f"the parameters of InputEmbedding are {parameters}, expected ['pos_emb.weight', "
+                "'tok_emb.weight']: name the two nn.Embedding layers self.tok_emb and self.pos_emb, "
+                "and give the module no other trainable parameters")
+    expect_equal({name: tuple(p.shape) for name, p in module.named_parameters()},
+                 {"tok_emb.weight": tuple(tok_weight.shape), "pos_emb.weight": tuple(pos_weight.shape)},
+                 "the shapes of the parameters of InputEmbedding",
+                 hint="tok_emb has vocab_size rows, pos_emb has context_length rows, both emb_dim columns")
+    with torch.no_grad():
+        module.tok_emb.weight.copy_(tok_weight)
+        module.pos_emb.weight.copy_(pos_weight)
 
 
 # %% [markdown]
@@ -390,7 +408,10 @@ with forbid_reference_impl():
 #   `tok_emb(idx) + pos_emb(positions)` of shape `(batch_size, num_tokens, emb_dim)`, where
 #   `positions` is `0, 1, ..., num_tokens - 1` (hint: `torch.arange`, on `idx.device`).
 #
-# The checks copy fixed weights into your layers with `load_state_dict`, so the names matter.
+# The checks copy fixed weights into your layers with `load_state_dict`, so the names matter:
+# the module's parameters are exactly `tok_emb.weight` and `pos_emb.weight`. It may hold
+# buffers besides (for example the positions `0, 1, ..., context_length - 1`, made once with
+# `register_buffer`): the checks leave them as your `__init__` made them.
 
 # %% nbgrader={"grade": false, "grade_id": "ex6_embeddings_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class InputEmbedding(nn.Module):
@@ -417,7 +438,8 @@ pos_weight = torch.randn(4, 3, generator=generator)
 idx = torch.tensor([[2, 3, 5, 1], [0, 0, 4, 5]])
 with forbid_reference_impl():
     embedding = InputEmbedding(vocab_size=6, context_length=4, emb_dim=3)
-    embedding.load_state_dict({"tok_emb.weight": tok_weight, "pos_emb.weight": pos_weight})
+load_embedding_weights(embedding, tok_weight, pos_weight)
+with forbid_reference_impl():
     out = embedding(idx)
 expect_shape(out, (2, 4, 3), "InputEmbedding output", hint="(batch_size, num_tokens, emb_dim)")
 expect_close(out, tok_weight[idx] + pos_weight[:4], "InputEmbedding output",
@@ -433,7 +455,7 @@ torch.manual_seed(123)
 model = GPTModel(GPTConfig(vocab_size=50257, context_length=4, emb_dim=256, n_heads=4, n_layers=1))
 with forbid_reference_impl():
     embedding = InputEmbedding(vocab_size=50257, context_length=4, emb_dim=256)
-    embedding.load_state_dict({"tok_emb.weight": model.tok_emb.weight, "pos_emb.weight": model.pos_emb.weight})
+load_embedding_weights(embedding, model.tok_emb.weight, model.pos_emb.weight)
 idx = torch.tensor(tiktoken.get_encoding("gpt2").encode(verdict)[:32]).view(8, 4)
 with forbid_reference_impl():
     out = embedding(idx)
@@ -510,7 +532,36 @@ with forbid_reference_impl():
     inputs, targets = next(iter(create_dataloader_v1(verdict, batch_size=8, max_length=4, stride=4, shuffle=False)))
 expect_shape(inputs, (8, 4), "the inputs of the first batch")
 expect_equal(inputs, torch.stack([reference.GPTDatasetV1(verdict, tokenizer, 4, 4)[i][0] for i in range(8)]),
-             "the inputs of the first batch")
+             "the inputs of the first batch with shuffle=False",
+             hint="pass shuffle on to the DataLoader: with shuffle=False the batches keep the text's order")
+text = "One two three<|endoftext|>Four five six seven eight."
+try:
+    with forbid_reference_impl():
+        item = GPTDatasetV1(text, tokenizer, max_length=3, stride=3)[0]
+except ValueError as error:
+    raise CheckFailed(f"GPTDatasetV1 of a text holding '<|endoftext|>' raised ValueError ({error}): encode with "
+                      "tokenizer.encode(txt, allowed_special={'<|endoftext|>'}), so that the text boundary "
+                      "becomes its token id 50256") from error
+expect_equal(list(item), list(reference.GPTDatasetV1(text, tokenizer, 3, 3)[0]),
+             "the first item of a text holding '<|endoftext|>'",
+             hint="encode with allowed_special={'<|endoftext|>'}: the text boundary is one token, id 50256")
+n_windows = len(reference.GPTDatasetV1(verdict, tokenizer, 64, 64))  # 80 windows: 13 batches of 6, and 2 left
+with forbid_reference_impl():
+    n_default = len(create_dataloader_v1(verdict, batch_size=6, max_length=64, stride=64))
+    n_kept = len(create_dataloader_v1(verdict, batch_size=6, max_length=64, stride=64, drop_last=False))
+expect_equal(n_default, n_windows // 6, f"the number of batches of {n_windows} windows with batch_size=6",
+             hint="drop_last=True by default: the last, incomplete batch is dropped")
+expect_equal(n_kept, -(-n_windows // 6), f"the number of batches of {n_windows} windows with drop_last=False",
+             hint="pass drop_last on to the DataLoader: with drop_last=False the last, smaller batch is kept")
+torch.manual_seed(123)
+with forbid_reference_impl():
+    shuffled, _ = next(iter(create_dataloader_v1(verdict, batch_size=4, max_length=16, stride=16)))
+torch.manual_seed(123)
+expected, _ = next(iter(reference.create_dataloader_v1(verdict, batch_size=4, max_length=16, stride=16,
+                                                       tokenizer=tokenizer)))
+expect_equal(shuffled, expected, "the first batch with the default shuffle=True (after torch.manual_seed(123))",
+             hint="shuffle=True by default: pass shuffle=shuffle to the DataLoader, which then draws the order "
+                  "from torch's random generator")
 print("Exercise 7: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 for max_length, stride in [(4, 1), (256, 128), (7, 10)]:
@@ -563,7 +614,10 @@ expect_equal([list(batch) for batch in batches], [list(batch) for batch in expec
 # from exercise 5. `reference_pair_counts(ids, counts)` adds the pairs of `ids` to the `Counter`
 # `counts` and returns it.
 #
-# Example: `train_bpe("aaabdaaabac", 259)` is `[(97, 97), (97, 98), (256, 257)]`.
+# Examples: `train_bpe("aaaaaaabababab", 259)` is `[(97, 97), (97, 98), (257, 257)]` (no ties:
+# `(97, 97)` is `"aa"`, 256; `(97, 98)` is `"ab"`, 257). In `train_bpe("aaabdaaabac", 259)`,
+# which is `[(97, 97), (97, 98), (256, 257)]`, the second merge is a tie: `(256, 97)` and
+# `(97, 98)` both occur twice, and the smaller pair, `(97, 98)`, wins.
 
 # %% nbgrader={"grade": false, "grade_id": "ex8_bpe_train_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from collections import Counter
@@ -597,10 +651,17 @@ from reference_impl import tokenizer as reference
 
 may_call = (reference.pretokenize, reference.get_pair_counts, reference.merge)
 with forbid_reference_impl(allowed=may_call):
+    merges = train_bpe("aaaaaaabababab", 259)
+expect_type(merges, list, "train_bpe('aaaaaaabababab', 259)")
+expect_equal([tuple(pair) for pair in merges], [(97, 97), (97, 98), (257, 257)], "train_bpe('aaaaaaabababab', 259)",
+             hint="(no ties in this text) at each step take the most frequent pair over all pieces, merge it "
+                  "everywhere, and record it; merge i creates the id 256 + i")
+with forbid_reference_impl(allowed=may_call):
     merges = train_bpe("aaabdaaabac", 259)
-expect_type(merges, list, "train_bpe('aaabdaaabac', 259)")
-expect_equal(merges, [(97, 97), (97, 98), (256, 257)], "train_bpe('aaabdaaabac', 259)",
-             hint="the most frequent pair first; merge i creates the id 256 + i")
+expect_equal([tuple(pair) for pair in merges], [(97, 97), (97, 98), (256, 257)], "train_bpe('aaabdaaabac', 259)",
+             hint="in the second step (256, 97) and (97, 98) both occur twice: a tie goes to the smallest pair "
+                  "(compare the first ids, then the second ones), max(counts, key=lambda pair: "
+                  "(counts[pair], -pair[0], -pair[1])); max(counts, key=counts.get) takes the pair seen first")
 print("Exercise 8: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 def expected_merges(text, vocab_size):

@@ -1,0 +1,173 @@
+"""The feedback of the exercise sets: typical mistakes fail a VISIBLE check with a message that
+names the mistake, and correct alternatives pass.
+
+Each case runs one exercise as a learner would: the notebook's setup cell, then the learner's
+version of the solution cell, then the visible part of the exercise's checks cell (what the
+learner sees before grading), in a fresh namespace in this process: no kernel, a second or
+less per case. The checks cells are read from the solutions notebooks, so these tests follow
+any change to them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import textwrap
+import warnings
+from functools import cache
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_tools.checks import CheckFailed
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
+
+
+@cache
+def notebook(chapter: str):
+    return nbformat.read(ROOT / "solutions" / chapter / f"{chapter}_exercises.ipynb", as_version=4)
+
+
+def cell(chapter: str, grade_id_prefix: str, suffix: str = "") -> str:
+    for c in notebook(chapter).cells:
+        grade_id = c.metadata.get("nbgrader", {}).get("grade_id", "")
+        if grade_id.startswith(grade_id_prefix) and grade_id.endswith(suffix):
+            return c.source
+    raise LookupError(f"{chapter}: no cell whose grade_id starts with {grade_id_prefix!r} and ends with {suffix!r}")
+
+
+def solution_of(chapter: str, exercise: int) -> str:
+    """The reference solution of an exercise, as a learner would type it (no nbgrader markers)."""
+    source = cell(chapter, f"ex{exercise}_", "_solution")
+    return "\n".join(line for line in source.splitlines() if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+
+
+def run_checks(chapter: str, exercise: int, solution: str, hidden: bool = False) -> str | None:
+    """Run the setup cell, ``solution`` and the checks of exercise ``exercise`` (the visible
+    ones; all of them with ``hidden``). None when they pass, else the CheckFailed message."""
+    checks = cell(chapter, f"ex{exercise}_", "_tests")
+    if not hidden:
+        checks = checks.partition(BEGIN_HIDDEN)[0]
+    namespace = {"__name__": "__main__"}
+    show = warnings.showwarning  # the setup cell prints warnings on stdout: restore pytest's hook after
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(cell(chapter, "setup"), f"<{chapter} setup>", "exec"), namespace)
+            exec(compile(textwrap.dedent(solution), f"<{chapter} exercise {exercise}>", "exec"), namespace)
+            exec(compile(checks, f"<{chapter} exercise {exercise} checks>", "exec"), namespace)
+    except CheckFailed as failure:
+        return str(failure)
+    finally:
+        warnings.showwarning = show
+    return None
+
+
+def fails_with(chapter: str, exercise: int, solution: str, *phrases: str) -> None:
+    message = run_checks(chapter, exercise, solution)
+    assert message is not None, f"{chapter} exercise {exercise}: the visible checks accept this wrong solution"
+    for phrase in phrases:
+        assert phrase in message, f"{phrase!r} is not in the message: {message}"
+
+
+def passes(chapter: str, exercise: int, solution: str) -> None:
+    for hidden in (False, True):
+        message = run_checks(chapter, exercise, solution, hidden=hidden)
+        assert message is None, f"{chapter} exercise {exercise} rejects a correct alternative: {message}"
+
+
+def test_the_harness_runs_the_reference_solutions_and_rejects_the_stub():
+    assert run_checks("ch03", 1, solution_of("ch03", 1), hidden=True) is None
+    stub = "def attention_scores(inputs, query):\n    raise NotImplementedError()\n"
+    with pytest.raises(NotImplementedError):
+        run_checks("ch03", 1, stub)
+
+
+# --- chapter 2 -----------------------------------------------------------------------------
+
+EMBEDDING_WITH_A_BUFFER = """
+class InputEmbedding(nn.Module):
+    def __init__(self, vocab_size, context_length, emb_dim):
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab_size, emb_dim)
+        self.pos_emb = nn.Embedding(context_length, emb_dim)
+        self.register_buffer("positions", torch.arange(context_length))
+
+    def forward(self, idx):
+        return self.tok_emb(idx) + self.pos_emb(self.positions[: idx.shape[1]])
+"""
+
+
+def test_ch02_ex6_an_extra_buffer_is_accepted():
+    passes("ch02", 6, EMBEDDING_WITH_A_BUFFER)
+
+
+def test_ch02_ex6_other_layer_names_get_a_clear_message():
+    renamed = EMBEDDING_WITH_A_BUFFER.replace("tok_emb", "token_embedding")
+    fails_with("ch02", 6, renamed, "'token_embedding.weight'", "self.tok_emb and self.pos_emb")
+
+
+DATASET = solution_of("ch02", 7).split("def create_dataloader_v1")[0]
+LOADER_HEAD = """
+def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128, shuffle=True,
+                         drop_last=True, num_workers=0, tokenizer=None):
+    tokenizer = tokenizer or tiktoken.get_encoding("gpt2")
+    dataset = GPTDatasetV1(txt, tokenizer, max_length, stride)
+"""
+
+
+def test_ch02_ex7_encoding_without_allowed_special_fails_visibly():
+    wrong = DATASET.replace('tokenizer.encode(txt, allowed_special={"<|endoftext|>"})', "tokenizer.encode(txt)")
+    assert wrong != DATASET
+    correct_loader = LOADER_HEAD + "    return DataLoader(dataset, batch_size, shuffle=shuffle, drop_last=drop_last)\n"
+    fails_with("ch02", 7, wrong + correct_loader, "allowed_special")
+
+
+def test_ch02_ex7_ignoring_shuffle_fails_visibly():
+    loader = LOADER_HEAD + "    return DataLoader(dataset, batch_size, drop_last=drop_last)\n"
+    fails_with("ch02", 7, DATASET + loader, "shuffle=True by default")
+    loader = LOADER_HEAD + "    return DataLoader(dataset, batch_size, shuffle=True, drop_last=drop_last)\n"
+    fails_with("ch02", 7, DATASET + loader, "pass shuffle on to the DataLoader")
+
+
+def test_ch02_ex7_ignoring_drop_last_fails_visibly():
+    loader = LOADER_HEAD + "    return DataLoader(dataset, batch_size, shuffle=shuffle)\n"
+    fails_with("ch02", 7, DATASET + loader, "drop_last=True by default")
+    loader = LOADER_HEAD + "    return DataLoader(dataset, batch_size, shuffle=shuffle, drop_last=True)\n"
+    fails_with("ch02", 7, DATASET + loader, "pass drop_last on to the DataLoader")
+
+
+def test_ch02_ex7_a_dataset_of_slices_with_positional_loader_arguments_passes():
+    alternative = """
+class GPTDatasetV1(Dataset):
+    def __init__(self, txt, tokenizer, max_length, stride):
+        self.ids = torch.tensor(tokenizer.encode(txt, allowed_special={"<|endoftext|>"}))
+        self.starts = range(0, len(self.ids) - max_length, stride)
+        self.max_length = max_length
+
+    def __len__(self):
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        start = self.starts[i]
+        return self.ids[start : start + self.max_length], self.ids[start + 1 : start + self.max_length + 1]
+""" + LOADER_HEAD + "    return DataLoader(dataset, batch_size, shuffle, drop_last=drop_last, num_workers=num_workers)\n"
+    passes("ch02", 7, alternative)
+
+
+TRAIN_BPE = solution_of("ch02", 8)
+
+
+def test_ch02_ex8_a_wrong_tie_break_gets_a_hint_about_ties():
+    wrong = TRAIN_BPE.replace("pair = max(counts, key=lambda pair: (counts[pair], -pair[0], -pair[1]))",
+                              "pair = max(counts, key=counts.get)")
+    assert wrong != TRAIN_BPE
+    fails_with("ch02", 8, wrong, "a tie goes to the smallest pair", "max(counts, key=counts.get) takes the pair seen first")
+
+
+def test_ch02_ex8_the_first_visible_example_has_no_tie_and_catches_a_wrong_choice():
+    wrong = TRAIN_BPE.replace("pair = max(counts, key=lambda pair: (counts[pair], -pair[0], -pair[1]))",
+                              "pair = min(counts, key=lambda pair: (counts[pair], pair))")
+    fails_with("ch02", 8, wrong, "train_bpe('aaaaaaabababab', 259)", "(no ties in this text)")
