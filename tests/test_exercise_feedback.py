@@ -42,7 +42,9 @@ def cell(chapter: str, grade_id_prefix: str, suffix: str = "") -> str:
 def solution_of(chapter: str, exercise: int) -> str:
     """The reference solution of an exercise, as a learner would type it (no nbgrader markers)."""
     source = cell(chapter, f"ex{exercise}_", "_solution")
-    return "\n".join(line for line in source.splitlines() if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+    return "\n".join(
+        line for line in source.splitlines() if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")
+    )
 
 
 def run_checks(chapter: str, exercise: int, solution: str, hidden: bool = False) -> str | None:
@@ -140,7 +142,8 @@ def test_ch02_ex7_ignoring_drop_last_fails_visibly():
 
 
 def test_ch02_ex7_a_dataset_of_slices_with_positional_loader_arguments_passes():
-    alternative = """
+    alternative = (
+        """
 class GPTDatasetV1(Dataset):
     def __init__(self, txt, tokenizer, max_length, stride):
         self.ids = torch.tensor(tokenizer.encode(txt, allowed_special={"<|endoftext|>"}))
@@ -153,7 +156,10 @@ class GPTDatasetV1(Dataset):
     def __getitem__(self, i):
         start = self.starts[i]
         return self.ids[start : start + self.max_length], self.ids[start + 1 : start + self.max_length + 1]
-""" + LOADER_HEAD + "    return DataLoader(dataset, batch_size, shuffle, drop_last=drop_last, num_workers=num_workers)\n"
+"""
+        + LOADER_HEAD
+        + "    return DataLoader(dataset, batch_size, shuffle, drop_last=drop_last, num_workers=num_workers)\n"
+    )
     passes("ch02", 7, alternative)
 
 
@@ -161,13 +167,181 @@ TRAIN_BPE = solution_of("ch02", 8)
 
 
 def test_ch02_ex8_a_wrong_tie_break_gets_a_hint_about_ties():
-    wrong = TRAIN_BPE.replace("pair = max(counts, key=lambda pair: (counts[pair], -pair[0], -pair[1]))",
-                              "pair = max(counts, key=counts.get)")
+    wrong = TRAIN_BPE.replace(
+        "pair = max(counts, key=lambda pair: (counts[pair], -pair[0], -pair[1]))", "pair = max(counts, key=counts.get)"
+    )
     assert wrong != TRAIN_BPE
-    fails_with("ch02", 8, wrong, "a tie goes to the smallest pair", "max(counts, key=counts.get) takes the pair seen first")
+    fails_with(
+        "ch02", 8, wrong, "a tie goes to the smallest pair", "max(counts, key=counts.get) takes the pair seen first"
+    )
 
 
 def test_ch02_ex8_the_first_visible_example_has_no_tie_and_catches_a_wrong_choice():
-    wrong = TRAIN_BPE.replace("pair = max(counts, key=lambda pair: (counts[pair], -pair[0], -pair[1]))",
-                              "pair = min(counts, key=lambda pair: (counts[pair], pair))")
+    wrong = TRAIN_BPE.replace(
+        "pair = max(counts, key=lambda pair: (counts[pair], -pair[0], -pair[1]))",
+        "pair = min(counts, key=lambda pair: (counts[pair], pair))",
+    )
     fails_with("ch02", 8, wrong, "train_bpe('aaaaaaabababab', 259)", "(no ties in this text)")
+
+
+# --- chapter 3 -----------------------------------------------------------------------------
+
+
+def test_ch03_ex2_a_list_of_the_two_tensors_is_accepted():
+    alternative = """
+def simple_self_attention(inputs):
+    weights = torch.softmax(inputs @ inputs.T, dim=-1)
+    return [weights, weights @ inputs]
+"""
+    passes("ch03", 2, alternative)
+
+
+RENORMALIZE = solution_of("ch03", 4).split("def renormalize_causal")[1]
+
+
+@pytest.mark.parametrize(
+    "masking",
+    [
+        # tril, then -inf added with a mask multiplied by -inf: 0 * -inf is NaN everywhere below the diagonal
+        "torch.tril(attn_scores) + torch.triu(torch.ones(n, n), diagonal=1) * -torch.inf",
+        # tril, then -inf where the score is 0: a real score of 0 is masked too, a row of zeros becomes NaN
+        "torch.tril(attn_scores).masked_fill(torch.tril(attn_scores) == 0, -torch.inf)",
+    ],
+    ids=["mask-times-inf", "fill-where-zero"],
+)
+def test_ch03_ex4_tril_then_inf_says_why_the_weights_are_nan(masking):
+    wrong = f"""
+def causal_attention_weights(attn_scores):
+    n = attn_scores.shape[-1]
+    return torch.softmax({masking}, dim=-1)
+
+def renormalize_causal{RENORMALIZE}"""
+    fails_with("ch03", 4, wrong, "contains NaN", "0 * inf is NaN", "Mask by position, not by value")
+
+
+def test_ch03_ex5_a_merge_without_contiguous_fails_visibly_and_reshape_passes():
+    split = solution_of("ch03", 5).split("def merge_heads")[0]
+    without_contiguous = (
+        split
+        + """
+def merge_heads(x):
+    b, num_heads, num_tokens, head_dim = x.shape
+    return x.transpose(1, 2).view(b, num_tokens, num_heads * head_dim)
+"""
+    )
+    fails_with("ch03", 5, without_contiguous, "raised RuntimeError", "call .contiguous() before .view(...)")
+    with_reshape = without_contiguous.replace(".view(b, num_tokens", ".reshape(b, num_tokens")
+    passes("ch03", 5, with_reshape)
+
+
+MHA = solution_of("ch03", 6)
+
+
+def test_ch03_ex6_functional_dropout_that_stays_on_in_eval_mode_fails_visibly():
+    wrong = MHA.replace(
+        "attn_weights = self.dropout(attn_weights)", "attn_weights = F.dropout(attn_weights, p=self.dropout.p)"
+    )
+    assert wrong != MHA
+    fails_with("ch03", 6, wrong, ".eval()", "F.dropout(x, p) keeps dropping in eval mode")
+    right = MHA.replace(
+        "attn_weights = self.dropout(attn_weights)",
+        "attn_weights = F.dropout(attn_weights, p=self.dropout.p, training=self.training)",
+    )
+    passes("ch03", 6, right)
+
+
+def test_ch03_ex6_dropout_in_the_wrong_place_fails_visibly():
+    wrong = MHA.replace("attn_weights = self.dropout(attn_weights)", "").replace(
+        "return self.out_proj(context)", "return self.dropout(self.out_proj(context))"
+    )
+    fails_with("ch03", 6, wrong, "in training mode", "to the attention weights right after the softmax")
+
+
+# --- chapter 4 -----------------------------------------------------------------------------
+
+LAYER_NORM = solution_of("ch04", 1)
+
+
+def test_ch04_ex1_eps_outside_the_square_root_is_named():
+    wrong = LAYER_NORM.replace("torch.sqrt(var + self.eps)", "(torch.sqrt(var) + self.eps)")
+    assert wrong != LAYER_NORM
+    fails_with(
+        "ch04",
+        1,
+        wrong,
+        "tiny variance",
+        "it matches (x - mean) / (torch.sqrt(var) + eps)",
+        "eps belongs inside the square root",
+    )
+
+
+def test_ch04_ex1_a_missing_eps_is_named():
+    wrong = LAYER_NORM.replace("torch.sqrt(var + self.eps)", "torch.sqrt(var)")
+    fails_with("ch04", 1, wrong, "without eps: add eps inside the square root")
+
+
+def test_ch04_ex1_rsqrt_and_a_manual_variance_pass():
+    alternative = LAYER_NORM.replace(
+        "var = x.var(dim=-1, keepdim=True, unbiased=False)", "var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)"
+    ).replace("norm_x = (x - mean) / torch.sqrt(var + self.eps)", "norm_x = (x - mean) * torch.rsqrt(var + self.eps)")
+    assert "rsqrt" in alternative and "** 2" in alternative
+    passes("ch04", 1, alternative)
+
+
+BLOCK = solution_of("ch04", 4)
+
+
+def test_ch04_ex4_functional_dropout_that_stays_on_in_eval_mode_fails_visibly():
+    wrong = (
+        BLOCK.replace("self.drop_shortcut(self.att(", "F.dropout(self.att(")
+        .replace("self.drop_shortcut(self.ff(", "F.dropout(self.ff(")
+        .replace("self.norm1(x)))", "self.norm1(x)), p=self.drop_shortcut.p)")
+        .replace("self.norm2(x)))", "self.norm2(x)), p=self.drop_shortcut.p)")
+    )
+    assert wrong.count("F.dropout") == 2 and "p=self.drop_shortcut.p" in wrong
+    fails_with("ch04", 4, wrong, ".eval()", "F.dropout(x, p) keeps dropping in eval mode")
+
+
+def test_ch04_ex4_dropout_on_the_sum_fails_visibly():
+    wrong = BLOCK.replace("return x + shortcut", "return self.drop_shortcut(x + shortcut)")
+    fails_with("ch04", 4, wrong, "in training mode", "not to the sum")
+
+
+GPT = solution_of("ch04", 6)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("x = self.drop_emb(tok_embeds + pos_embeds)", "x = tok_embeds + pos_embeds"),
+            "the dropout of the embeddings is missing: apply self.drop_emb",
+        ),
+        (("x = self.final_norm(x)", ""), "the final layer norm is missing"),
+        (
+            ("x = self.drop_emb(tok_embeds + pos_embeds)", "x = self.drop_emb(tok_embeds)"),
+            "the position embeddings are missing",
+        ),
+    ],
+    ids=["no-drop_emb", "no-final_norm", "no-pos_emb"],
+)
+def test_ch04_ex6_a_missing_step_is_named(change, message):
+    wrong = GPT.replace(*change)
+    assert wrong != GPT
+    fails_with("ch04", 6, wrong, message)
+
+
+# --- every reference solution passes all its checks, visible and hidden -----------------------
+
+
+def exercise_numbers(chapter: str) -> list[int]:
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id", "") for c in notebook(chapter).cells]
+    return [int(i.split("_")[0][2:]) for i in ids if i.startswith("ex") and i.endswith("_tests")]
+
+
+@pytest.mark.parametrize(
+    ("chapter", "exercise"),
+    [(chapter, n) for chapter in ("ch02", "ch03", "ch04") for n in exercise_numbers(chapter)],
+)
+def test_the_reference_solution_passes_every_check(chapter, exercise):
+    assert run_checks(chapter, exercise, solution_of(chapter, exercise), hidden=True) is None

@@ -143,7 +143,7 @@ expect_close(scores, torch.stack([torch.dot(row, book_inputs()[4]) for row in bo
 #
 # Now compute the attention of every token at once, with matrix products and no loop
 # (section 3.3.2). Write `simple_self_attention(inputs)` that returns the pair
-# `(attn_weights, context_vecs)`:
+# `(attn_weights, context_vecs)` (a tuple or a list of the two tensors):
 #
 # * `attn_scores[i, j]` is the dot product of token `i` (the query) and token `j`:
 #   shape `(num_tokens, num_tokens)`;
@@ -173,7 +173,7 @@ def simple_self_attention(inputs):
 # Do not edit it: grading restores the original and adds hidden checks.
 with forbid_reference_impl():
     result = simple_self_attention(book_inputs())
-expect_type(result, tuple, "simple_self_attention(inputs)")
+expect_type(result, (tuple, list), "simple_self_attention(inputs)")
 expect_equal(len(result), 2, "the number of results of simple_self_attention(inputs)",
              hint="return the pair (attn_weights, context_vecs)")
 attn_weights, context_vecs = result
@@ -323,6 +323,11 @@ expected = torch.softmax(scores.masked_fill(reference.causal_mask(6), -torch.inf
 with forbid_reference_impl():
     weights = causal_attention_weights(scores.clone())
 expect_shape(weights, (6, 6), "causal_attention_weights(scores)", hint="the same shape as the scores")
+nan_message = ("{} contains NaN: the softmax of a row gives NaN when that row holds a NaN (0 * inf is NaN, "
+               "so a mask multiplied by -torch.inf makes NaNs) or when the whole row is -inf (every score "
+               "masked). Mask by position, not by value: a boolean mask future = torch.triu(torch.ones(n, n, "
+               "dtype=torch.bool), diagonal=1), then attn_scores.masked_fill(future, -torch.inf)")
+expect_true(not bool(weights.isnan().any()), nan_message.format("causal_attention_weights(scores)"))
 expect_true(bool((weights.triu(diagonal=1) == 0).all()),
             "causal_attention_weights(scores): the weights above the diagonal (the future) must be exactly 0: "
             "fill those scores with -torch.inf, not 0, before the softmax")
@@ -335,6 +340,15 @@ expect_close(renormalized.sum(dim=-1), torch.ones(6), "the sum of each row of re
              hint="divide each row by its sum after masking: masked.sum(dim=-1, keepdim=True)")
 expect_close(renormalized, expected, "renormalize_causal(torch.softmax(scores, dim=-1))",
              hint="zero the weights above the diagonal (torch.tril), then renormalise each row")
+with forbid_reference_impl():
+    weights = causal_attention_weights(torch.zeros(4, 4))
+expect_true(not bool(weights.isnan().any()),
+            nan_message.format("causal_attention_weights(torch.zeros(4, 4))") + "; a score of 0 is a real score "
+            "(torch.tril also leaves zeros, so 'where the score is 0' does not find the future)")
+expect_close(weights, torch.tril(torch.ones(4, 4)) / torch.arange(1, 5).view(4, 1),
+             "causal_attention_weights(torch.zeros(4, 4))",
+             hint="with equal scores, token i spreads its weight evenly over tokens 0..i: mask by position, "
+                  "not where the score is 0")
 print("Exercise 4: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 scores = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(321)) * 4
@@ -401,11 +415,24 @@ expect_shape(heads, (2, 3, 4, 2), "split_heads(x, 3) for x of shape (2, 4, 6)",
              hint="(batch, num_heads, num_tokens, head_dim): did you transpose(1, 2) after the view?")
 expect_equal(heads, reference.split_heads(x, 3), "split_heads(x, 3)",
              hint="view as (batch, num_tokens, num_heads, head_dim) first, then transpose(1, 2)")
-split = reference.split_heads(x, 3)  # a correct split (not contiguous, as in attention)
+# In attention, merge_heads gets attn_weights @ values: a new tensor, contiguous in memory as
+# (batch, num_heads, num_tokens, head_dim), so transposing it makes it non-contiguous.
+heads = torch.arange(2 * 3 * 4 * 2, dtype=torch.float32).view(2, 3, 4, 2)  # (batch, num_heads, num_tokens, head_dim)
+try:
+    with forbid_reference_impl():
+        merged = merge_heads(heads)
+except RuntimeError as error:
+    raise CheckFailed(f"merge_heads of a contiguous (2, 3, 4, 2) tensor, as attn_weights @ values gives, raised "
+                      f"RuntimeError ({error}): after transpose(1, 2) the tensor is not contiguous in memory, "
+                      "and .view needs it to be: call .contiguous() before .view(...), or use .reshape(...)") from error
+expect_shape(merged, (2, 4, 6), "merge_heads of a (2, 3, 4, 2) tensor",
+             hint="(batch, num_tokens, num_heads * head_dim): did you transpose back after merging heads?")
+expect_equal(merged, reference.merge_heads(heads), "merge_heads of a (2, 3, 4, 2) tensor",
+             hint="transpose(1, 2) back, so that each token gets the features of head 0, then head 1, ..., "
+                  "before combining the heads with .contiguous().view(...)")
+split = reference.split_heads(x, 3)
 with forbid_reference_impl():
     merged = merge_heads(split)
-expect_shape(merged, (2, 4, 6), "merge_heads(split_heads(x, 3))",
-             hint="(batch, num_tokens, num_heads * head_dim): did you transpose back after merging heads?")
 expect_equal(merged, x, "merge_heads(split_heads(x, 3))",
              hint="transpose(1, 2) back before combining the heads with .contiguous().view(...)")
 print("Exercise 5: the visible checks pass (grading runs more).")
@@ -513,6 +540,29 @@ expect_close(context_changed[:, :3], context_vecs[:, :3], "the context vectors o
              hint="they changed when only later tokens changed: did you apply the causal mask (-inf above the diagonal)?")
 expect_close(context_vecs, expected_module(batch), "MultiHeadAttention(d_in=3, d_out=4, num_heads=2)(batch)",
              hint="scale by sqrt(head_dim), not sqrt(d_out); transpose the heads back before merging; apply out_proj")
+# Dropout: on in training mode (on the attention weights), off after .eval().
+torch.manual_seed(123)
+expected_module = reference.MultiHeadAttention(d_in=3, d_out=4, context_length=8, dropout=0.5, num_heads=2)
+with forbid_reference_impl(), no_sdpa:
+    mha = MultiHeadAttention(d_in=3, d_out=4, context_length=8, dropout=0.5, num_heads=2)
+    mha.load_state_dict(expected_module.state_dict())
+    mha.eval()
+    context_eval = mha(batch)
+expect_close(context_eval, expected_module.eval()(batch),
+             "MultiHeadAttention(..., dropout=0.5).eval()(batch)",
+             hint="in eval mode dropout must be off: apply the module self.dropout, which .eval() turns off "
+                  "(F.dropout(x, p) keeps dropping in eval mode unless you pass training=self.training)")
+expected_module.train()
+torch.manual_seed(1)
+expected = expected_module(batch)
+with forbid_reference_impl(), no_sdpa:
+    mha.train()
+    torch.manual_seed(1)
+    context_train = mha(batch)
+expect_close(context_train, expected,
+             "MultiHeadAttention(..., dropout=0.5) in training mode, after torch.manual_seed(1)",
+             hint="apply self.dropout once, to the attention weights right after the softmax (not to the scores, "
+                  "the values or the output)")
 print("Exercise 6: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 for d_in, d_out, num_heads, qkv_bias, dropout, shape in [

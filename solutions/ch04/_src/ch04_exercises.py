@@ -91,6 +91,21 @@ def tiny_config(**changes):
     return cfg.replace(**changes)
 
 
+def known_mistake(actual, expected, mistakes):
+    """The explanation of the first known mistake whose output ``actual`` equals (within float
+    rounding) while the expected output differs from it, or None. ``mistakes`` is a list of
+    (the output that mistake gives, explanation)."""
+
+    def same(a, b):
+        return (isinstance(a, torch.Tensor) and a.shape == b.shape
+                and torch.allclose(a.detach(), b.detach(), rtol=1e-5, atol=1e-6, equal_nan=True))
+
+    for output, explanation in mistakes:
+        if same(actual, output) and not same(expected, output):
+            return explanation
+    return None
+
+
 print("GPT_CONFIG_124M:", GPT_CONFIG_124M)
 
 
@@ -149,9 +164,39 @@ with torch.no_grad():  # random scale and shift, so that both must be applied
     expected_module.shift.normal_()
 with forbid_reference_impl(), no_layer_norm:
     ln.load_state_dict(expected_module.state_dict())
-    out = ln(batch)
-expect_close(out, expected_module(batch), "LayerNorm(5)(batch) with random scale and shift",
-             hint="norm_x = (x - mean) / torch.sqrt(var + self.eps), then return self.scale * norm_x + self.shift")
+
+
+def expect_layer_norm(x, what):
+    """Run your LayerNorm(5) on x and compare with the reference, naming known mistakes."""
+    with forbid_reference_impl(), no_layer_norm:
+        out = ln(x)
+    expected = expected_module(x)
+    deviation, var = x - x.mean(dim=-1, keepdim=True), x.var(dim=-1, keepdim=True, unbiased=False)
+    scale, shift = expected_module.scale.detach(), expected_module.shift.detach()
+    mistake = known_mistake(out, expected, [
+        (scale * deviation / torch.sqrt(var) + shift,
+         "it matches (x - mean) / torch.sqrt(var) without eps: add eps inside the square root, "
+         "torch.sqrt(var + self.eps), which keeps the division finite when the variance is 0"),
+        (scale * deviation / (torch.sqrt(var) + 1e-5) + shift,
+         "it matches (x - mean) / (torch.sqrt(var) + eps): eps belongs inside the square root, "
+         "torch.sqrt(var + self.eps), as GPT-2 computes it"),
+        (scale * deviation / torch.sqrt(x.var(dim=-1, keepdim=True) + 1e-5) + shift,
+         "it matches the unbiased variance (dividing by n - 1): use x.var(dim=-1, keepdim=True, unbiased=False)"),
+        (deviation / torch.sqrt(var + 1e-5),
+         "it matches norm_x without the trainable scale and shift: return self.scale * norm_x + self.shift"),
+    ])
+    expect_true(mistake is None, f"LayerNorm(5) on {what}: {mistake}")
+    expect_true(bool(torch.isfinite(out).all()), f"LayerNorm(5) gives NaN or inf for {what}: "
+                "add eps inside the square root, torch.sqrt(var + self.eps)")
+    expect_close(out, expected, f"LayerNorm(5) on {what}", atol=1e-5,
+                 hint="norm_x = (x - mean) / torch.sqrt(var + self.eps) with the biased variance, "
+                      "then return self.scale * norm_x + self.shift")
+
+
+expect_layer_norm(batch, "the batch, with random scale and shift")
+# Where eps goes matters most when the variance is about as small as eps (1e-5), or 0.
+expect_layer_norm(3e-3 * torch.randn(3, 5), "inputs with a tiny variance (about 1e-5, as small as eps)")
+expect_layer_norm(torch.full((2, 5), 7.0), "rows whose features are all equal (variance 0)")
 print("Exercise 1: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 torch.manual_seed(321)
@@ -368,6 +413,27 @@ expected_block = reference.TransformerBlock(cfg)
 expected_block.load_state_dict(block.state_dict())
 expect_close(out, expected_block(x), "TransformerBlock(cfg)(x)", atol=1e-5,
              hint="x = x + drop_shortcut(att(norm1(x))), then x = x + drop_shortcut(ff(norm2(x)))")
+cfg = tiny_config(drop_rate=0.5)  # dropout on in training mode, off after .eval()
+torch.manual_seed(123)
+block = TransformerBlock(cfg)
+expected_block = reference.TransformerBlock(cfg)
+expected_block.load_state_dict(block.state_dict())
+with forbid_reference_impl(allowed=given):
+    block.eval()
+    out = block(x)
+expect_close(out, expected_block.eval()(x), "TransformerBlock(tiny_config(drop_rate=0.5)).eval()(x)", atol=1e-5,
+             hint="in eval mode dropout must be off: apply the module self.drop_shortcut, which .eval() turns off "
+                  "(F.dropout(x, p) keeps dropping in eval mode unless you pass training=self.training)")
+expected_block.train()
+torch.manual_seed(1)
+expected = expected_block(x)
+with forbid_reference_impl(allowed=given):
+    block.train()
+    torch.manual_seed(1)
+    out = block(x)
+expect_close(out, expected, "TransformerBlock(tiny_config(drop_rate=0.5)) in training mode, after torch.manual_seed(1)",
+             atol=1e-5, hint="apply self.drop_shortcut to each sub-layer's output, before adding it to the shortcut "
+                             "(once after att, once after ff; not to the sum)")
 print("Exercise 4: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 for cfg in [tiny_config(emb_dim=16, n_heads=4, qkv_bias=True, drop_rate=0.5), tiny_config(context_length=4)]:
@@ -511,8 +577,50 @@ with forbid_reference_impl(allowed=given):
     logits = model(in_idx)
 expect_shape(logits, (2, 5, 60), "GPTModel(cfg)(in_idx) for 2 sequences of 5 tokens",
              hint="(batch, num_tokens, vocab_size): finish with out_head")
-expect_close(logits, expected_model(in_idx), "the logits of GPTModel(cfg)(in_idx)",
-             hint="tok_emb(in_idx) + pos_emb(torch.arange(num_tokens)), drop_emb, trf_blocks, final_norm, out_head")
+
+
+def without(model, **changes):
+    """A copy of ``model`` with some parts replaced: the output of a known mistake."""
+    changed = copy.deepcopy(model)
+    for name, part in changes.items():
+        setattr(changed, name, part)
+    return changed
+
+
+def expect_gpt_logits(logits, expected_model, in_idx, what, seed=None):
+    """Compare with the reference model; on a difference, name the step that is missing."""
+    zero_positions = nn.Embedding(*expected_model.pos_emb.weight.shape)
+    nn.init.zeros_(zero_positions.weight)
+    mistakes = [("the final layer norm is missing: apply self.final_norm after the blocks, before out_head",
+                 without(expected_model, final_norm=nn.Identity())),
+                ("the position embeddings are missing: add self.pos_emb(torch.arange(num_tokens, "
+                 "device=in_idx.device)) to the token embeddings", without(expected_model, pos_emb=zero_positions)),
+                ("the dropout of the embeddings is missing: apply self.drop_emb to tok_emb(...) + pos_emb(...) "
+                 "before the blocks", without(expected_model, drop_emb=nn.Identity())),
+                ("the transformer blocks are missing: run x through self.trf_blocks",
+                 without(expected_model, trf_blocks=nn.Sequential()))]
+    outputs = []
+    for explanation, model in mistakes + [(None, expected_model)]:
+        if seed is not None:
+            torch.manual_seed(seed)
+        outputs.append((model(in_idx), explanation))
+    mistake = known_mistake(logits, outputs[-1][0], outputs[:-1])
+    expect_true(mistake is None, f"{what}: {mistake}")
+    expect_close(logits, outputs[-1][0], what,
+                 hint="tok_emb(in_idx) + pos_emb(torch.arange(num_tokens)), drop_emb, trf_blocks, final_norm, out_head")
+
+
+expect_gpt_logits(logits, expected_model, in_idx, "the logits of GPTModel(cfg)(in_idx)")
+cfg = cfg.replace(drop_rate=0.5)  # dropout on, in training mode: the same seed drops the same values
+torch.manual_seed(123)
+model = GPTModel(cfg)
+expected_model = reference.GPTModel(cfg)
+expected_model.load_state_dict(model.state_dict())
+with forbid_reference_impl(allowed=given):
+    torch.manual_seed(1)
+    logits = model(in_idx)
+expect_gpt_logits(logits, expected_model, in_idx, "the logits of GPTModel(tiny_config(drop_rate=0.5)) in "
+                  "training mode, after torch.manual_seed(1)", seed=1)
 print("Exercise 6: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 for cfg, in_idx in [(tiny_config(vocab_size=60, emb_dim=16, n_heads=4, n_layers=3, drop_rate=0.1, qkv_bias=True),
