@@ -19,7 +19,8 @@
 # # Chapter 2 exercises: working with text data
 #
 # These exercises make you write the code of chapter 2 yourself: from splitting a text into
-# words to the batches of token ids and the input embeddings that a GPT reads.
+# words to the batches of token ids and the input embeddings that a GPT reads. The last
+# exercise asks you to predict a few results before you run them.
 #
 # How they work:
 #
@@ -47,6 +48,7 @@
 # | 6. Token and positional embeddings | 2 |
 # | 7. A dataset and a data loader | 3 |
 # | 8. Byte pair encoding: the training loop | 3 |
+# | 9. Predict before you run | 1 |
 
 # %% deletable=false editable=false nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # Setup: run this cell first.
@@ -673,6 +675,56 @@ for text, vocab_size in [("the cat sat on the mat. the end", 270), ("abab abab",
     expect_equal([tuple(pair) for pair in merges], expected_merges(text, vocab_size),
                  f"train_bpe({text[:20]!r}..., {vocab_size})",
                  hint="ties go to the smallest pair; pairs never span two pieces of pretokenize")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 9 (1 point): predict before you run
+#
+# Answer three questions about this chapter's ideas by setting the three variables in the
+# cell below. Think first, then check your answers with a few lines of code if you like
+# (GPT-2's tokenizer is `tiktoken.get_encoding("gpt2")`). The visible checks only check the
+# kind of each answer; grading checks the values.
+#
+# 1. `answer_endoftext_id` (an `int`): the token id of `"<|endoftext|>"` in GPT-2's
+#    vocabulary of 50,257 tokens.
+# 2. `answer_num_pairs` (an `int`): how many `(input, target)` pairs does the sliding window of
+#    exercise 4 make from 10 token ids with `max_length=4` and `stride=2`?
+# 3. `answer_unknown_word` (one of the strings `"a"`, `"b"`, `"c"`): what does GPT-2's BPE
+#    tokenizer do with a made-up word such as `"Akwirw"`, which is in no dictionary?
+#    * `"a"`: it encodes it as the id of an unknown-word token, like `<|unk|>` in exercise 3;
+#    * `"b"`: it encodes it as several smaller pieces (subwords, single characters or bytes)
+#      that are in its vocabulary, so that decoding gives the word back;
+#    * `"c"`: it raises an error, since the word is not in its vocabulary.
+
+# %% nbgrader={"grade": false, "grade_id": "ex9_predictions_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
+answer_endoftext_id = None  # an int
+answer_num_pairs = None  # an int
+answer_unknown_word = None  # "a", "b" or "c"
+### BEGIN SOLUTION
+answer_endoftext_id = 50256  # the last id: GPT-2's vocabulary is 50,256 merges and bytes, then this token
+answer_num_pairs = 3  # starts 0, 2, 4 (below 10 - 4 = 6)
+answer_unknown_word = "b"  # byte-level BPE can encode any text: no unknown-word token is needed
+### END SOLUTION
+
+# %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex9_predictions_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Exercise 9: checks (1 point). Run this cell to test your code.
+# Do not edit it: grading restores the original and adds hidden checks.
+with forbid_reference_impl():  # your answers are values: nothing of yours runs in these checks
+    answers = (answer_endoftext_id, answer_num_pairs, answer_unknown_word)
+expect_type(answer_endoftext_id, int, "answer_endoftext_id")
+expect_true(0 <= answer_endoftext_id < 50257,
+            f"answer_endoftext_id is {answer_endoftext_id}: a token id of GPT-2 is between 0 and 50256")
+expect_type(answer_num_pairs, int, "answer_num_pairs")
+expect_true(answer_num_pairs >= 0, f"answer_num_pairs is {answer_num_pairs}: a number of pairs is at least 0")
+expect_true(answer_unknown_word in ("a", "b", "c"),
+            f"answer_unknown_word is {answer_unknown_word!r}: set it to one of the strings 'a', 'b' or 'c'")
+print("Exercise 9: the visible checks pass (grading runs more).")
+### BEGIN HIDDEN TESTS
+gpt2 = tiktoken.get_encoding("gpt2")
+expect_equal(answer_endoftext_id, gpt2.encode("<|endoftext|>", allowed_special={"<|endoftext|>"})[0],
+             "answer_endoftext_id")
+expect_equal(answer_num_pairs, len(range(0, 10 - 4, 2)), "answer_num_pairs")
+expect_equal(answer_unknown_word, "b", "answer_unknown_word")
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -22,9 +22,11 @@
 # GELU and feed-forward parts of a transformer block, the block itself, the whole GPT model,
 # how many parameters it has, and the loop that makes it generate text. The checks use tiny
 # configurations and random weights: no pretrained weights are needed, and each check runs in
-# about a second.
+# about a second. Exercises 8, 9 and 10 are the book's exercises 4.1 (where the parameters
+# are), 4.3 (a dropout rate for each place) and A.3 (the parameters of appendix A's network);
+# the last one asks you to predict a few results before you run them.
 #
-# Exercises 4 and 6 give you the course's versions of the parts they build on (from
+# Exercises 4, 6 and 9 give you the course's versions of the parts they build on (from
 # `reference_impl`), so that each exercise is graded on its own; you may call those parts,
 # and only those, where the exercise says so.
 #
@@ -53,6 +55,10 @@
 # | 5. Counting the parameters of a GPT | 2 |
 # | 6. The GPT model | 3 |
 # | 7. Generating text, greedily | 3 |
+# | 8. Attention or feed-forward: where are the parameters? | 1 |
+# | 9. A dropout rate for each place | 2 |
+# | 10. The network of appendix A and its parameters | 2 |
+# | 11. Predict before you run | 1 |
 
 # %% deletable=false editable=false nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # Setup: run this cell first.
@@ -418,6 +424,7 @@ torch.manual_seed(123)
 block = TransformerBlock(cfg)
 expected_block = reference.TransformerBlock(cfg)
 expected_block.load_state_dict(block.state_dict())
+expected_block.att = copy.deepcopy(block.att)  # the same attention module: the same seed drops the same weights
 with forbid_reference_impl(allowed=given):
     block.eval()
     out = block(x)
@@ -705,6 +712,297 @@ for prompt, max_new_tokens, context_size in [
     expect_equal(out, expected, f"generate_text_simple for a prompt of shape {tuple(prompt.shape)}, "
                  f"max_new_tokens={max_new_tokens}, context_size={context_size}",
                  hint="crop the input to its last context_size tokens at every step")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 8 (1 point): attention or feed-forward: where are the parameters?
+#
+# The book's exercise 4.1: compare the number of parameters of the feed-forward module and of
+# the multi-head attention module of one transformer block. Write
+# `count_sublayer_parameters(block)`, which takes a transformer block (the course's
+# `TransformerBlock`, with its attention in `block.att` and its feed-forward module in
+# `block.ff`) and returns the pair of `int`s `(attention_parameters, feed_forward_parameters)`:
+# the number of values in the parameters of each (`p.numel()` summed over `.parameters()`).
+#
+# For a block of GPT-2 small (`GPT_CONFIG_124M`) the answer is `(2360064, 4722432)`: the
+# feed-forward module holds twice as many parameters as the attention module. The checks
+# build blocks on PyTorch's `meta` device: parameters with a shape but no memory, so counting
+# them costs nothing.
+
+# %% nbgrader={"grade": false, "grade_id": "ex8_sublayer_parameters_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def count_sublayer_parameters(block):
+    ### BEGIN SOLUTION
+    attention = sum(p.numel() for p in block.att.parameters())
+    feed_forward = sum(p.numel() for p in block.ff.parameters())
+    return attention, feed_forward
+    ### END SOLUTION
+
+
+# %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex8_sublayer_parameters_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Exercise 8: checks (1 point). Run this cell to test your code.
+# Do not edit it: grading restores the original and adds hidden checks.
+from reference_impl import model as reference
+
+with torch.device("meta"):
+    block = reference.TransformerBlock(GPT_CONFIG_124M)
+with forbid_reference_impl():
+    counts = count_sublayer_parameters(block)
+expect_type(counts, (tuple, list), "count_sublayer_parameters(block)")
+expect_equal(len(counts), 2, "the number of results of count_sublayer_parameters(block)",
+             hint="return the pair (attention_parameters, feed_forward_parameters)")
+expect_type(counts[0], int, "attention_parameters")
+expect_equal(counts[0], 2_360_064, "the attention parameters of a GPT-2 small block",
+             hint="sum p.numel() over block.att.parameters(): W_query, W_key, W_value and out_proj with its bias")
+expect_equal(counts[1], 4_722_432, "the feed-forward parameters of a GPT-2 small block",
+             hint="sum p.numel() over block.ff.parameters(): two linear layers with their biases")
+print("Exercise 8: the visible checks pass (grading runs more).")
+### BEGIN HIDDEN TESTS
+for cfg in [tiny_config(qkv_bias=True), tiny_config(emb_dim=12, n_heads=3), GPT_CONFIG_124M.replace(emb_dim=1024, n_heads=16)]:
+    with torch.device("meta"):
+        block = reference.TransformerBlock(cfg)
+    with forbid_reference_impl():
+        counts = count_sublayer_parameters(block)
+    expected = (reference.count_parameters(block.att), reference.count_parameters(block.ff))
+    expect_equal(tuple(counts), expected, f"count_sublayer_parameters of a block of {cfg}")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 9 (2 points): a dropout rate for each place
+#
+# The book's exercise 4.3: the GPT model uses one dropout rate, `cfg.drop_rate`, in three
+# places: after the embeddings (`model.drop_emb`), on the attention weights (each block's
+# `att`) and on the shortcut connections (each block's `drop_shortcut`). Write
+# `set_dropout_rates(model, drop_rate_emb, drop_rate_attn, drop_rate_shortcut)`, which gives
+# each place its own rate in an existing course `GPTModel` (`reference_impl.model.GPTModel`):
+#
+# * set the probability `p` of the `nn.Dropout` `model.drop_emb` to `drop_rate_emb`, and in
+#   every block of `model.trf_blocks`, that of `block.drop_shortcut` to `drop_rate_shortcut`
+#   (an `nn.Dropout` reads its `p` at each call, so changing it is enough; the weights stay as
+#   they are);
+# * the course's blocks use the fused attention of chapter 3 (`FusedMultiHeadAttention`),
+#   which passes its rate to `F.scaled_dot_product_attention`: it keeps it as a plain float in
+#   `block.att.dropout`. Set that float to `drop_rate_attn` in every block;
+# * check each rate: a rate outside `[0, 1)` raises `ValueError` with a message that names it
+#   (e.g. `"drop_rate_attn must be in [0, 1), got 1.5"`), before any rate is changed;
+# * return `model` (the same object).
+
+# %% nbgrader={"grade": false, "grade_id": "ex9_dropout_rates_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def set_dropout_rates(model, drop_rate_emb, drop_rate_attn, drop_rate_shortcut):
+    ### BEGIN SOLUTION
+    rates = {"drop_rate_emb": drop_rate_emb, "drop_rate_attn": drop_rate_attn, "drop_rate_shortcut": drop_rate_shortcut}
+    for name, rate in rates.items():
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {rate!r}")
+    model.drop_emb.p = drop_rate_emb
+    for block in model.trf_blocks:
+        block.att.dropout = drop_rate_attn  # a float: the fused attention's dropout_p
+        block.drop_shortcut.p = drop_rate_shortcut
+    return model
+    ### END SOLUTION
+
+
+# %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex9_dropout_rates_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Exercise 9: checks (2 points). Run this cell to test your code.
+# Do not edit it: grading restores the original and adds hidden checks.
+from reference_impl import model as reference
+
+
+def dropout_rates(model):
+    """(emb, [attention rates], [shortcut rates]) of a course GPTModel."""
+    return (model.drop_emb.p, [block.att.dropout for block in model.trf_blocks],
+            [block.drop_shortcut.p for block in model.trf_blocks])
+
+
+torch.manual_seed(123)
+model = reference.GPTModel(tiny_config(n_layers=2, drop_rate=0.1))
+weights = copy.deepcopy(model.state_dict())
+with forbid_reference_impl():
+    returned = set_dropout_rates(model, 0.2, 0.3, 0.4)
+expect_true(returned is model, "set_dropout_rates should return the model it was given (the same object)")
+emb, attn, shortcut = dropout_rates(model)
+expect_true(emb == 0.2, f"model.drop_emb.p is {emb}, expected drop_rate_emb = 0.2")
+expect_equal(attn, [0.3, 0.3], "the rates of the attention dropouts, block.att.dropout of each block",
+             hint="set the float block.att.dropout in every block of model.trf_blocks to drop_rate_attn")
+expect_equal(shortcut, [0.4, 0.4], "the rates of the shortcut dropouts, block.drop_shortcut.p of each block",
+             hint="set it in every block of model.trf_blocks to drop_rate_shortcut")
+expect_true(all(torch.equal(weights[name], value) for name, value in model.state_dict().items()),
+            "set_dropout_rates changed the model's weights: change only the dropout rates")
+for bad in [(1.5, 0.1, 0.1, "drop_rate_emb"), (0.1, 1.0, 0.1, "drop_rate_attn"), (0.1, 0.1, -0.1, "drop_rate_shortcut")]:
+    try:
+        with forbid_reference_impl():
+            set_dropout_rates(model, *bad[:3])
+    except ValueError as error:
+        expect_true(bad[3] in str(error), f"set_dropout_rates(model, {bad[0]}, {bad[1]}, {bad[2]}) raised "
+                    f"ValueError({str(error)!r}): the message should name the bad rate, {bad[3]}")
+    else:
+        raise CheckFailed(f"set_dropout_rates(model, {bad[0]}, {bad[1]}, {bad[2]}) should raise ValueError: "
+                          f"{bad[3]} is outside [0, 1)")
+    expect_equal(list(dropout_rates(model)), [0.2, [0.3, 0.3], [0.4, 0.4]],
+                 f"the rates after the bad call set_dropout_rates(model, {bad[0]}, {bad[1]}, {bad[2]})",
+                 hint="check every rate before changing any")
+print("Exercise 9: the visible checks pass (grading runs more).")
+### BEGIN HIDDEN TESTS
+torch.manual_seed(321)
+model = reference.GPTModel(tiny_config(n_layers=3, drop_rate=0.0))
+with forbid_reference_impl():
+    set_dropout_rates(model, 0.0, 0.5, 0.25)
+expect_equal(list(dropout_rates(model)), [0.0, [0.5] * 3, [0.25] * 3], "the rates of a model with 3 blocks")
+# In training mode, the model now drops like a model whose every dropout has its own rate.
+expected_model = copy.deepcopy(model)
+expected_model.drop_emb = nn.Dropout(0.0)
+for block in expected_model.trf_blocks:
+    block.att.dropout = 0.5
+    block.drop_shortcut = nn.Dropout(0.25)
+idx = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+torch.manual_seed(1)
+expected = expected_model(idx)
+torch.manual_seed(1)
+expect_close(model(idx), expected, "the logits in training mode after set_dropout_rates(model, 0.0, 0.5, 0.25)")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 10 (2 points): the network of appendix A and its parameters
+#
+# Appendix A trains a small multilayer perceptron. Write it, and the function that counts its
+# trainable parameters (the book's exercise A.3):
+#
+# * `NeuralNetwork(num_inputs, num_outputs)`: an `nn.Module` whose `self.layers` is an
+#   `nn.Sequential` of `nn.Linear(num_inputs, 30)`, `nn.ReLU()`, `nn.Linear(30, 20)`,
+#   `nn.ReLU()`, `nn.Linear(20, num_outputs)` (all with biases); `forward(x)` returns
+#   `self.layers(x)`, the logits (no softmax);
+# * `count_trainable_parameters(model)`: the number of values (an `int`) in the parameters of
+#   any module that have `requires_grad=True` (a frozen parameter does not count).
+#
+# How many trainable parameters has `NeuralNetwork(50, 3)`? Work it out by hand first: each
+# `nn.Linear(a, b)` has `a * b` weights and `b` biases.
+
+# %% nbgrader={"grade": false, "grade_id": "ex10_appendix_network_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class NeuralNetwork(nn.Module):
+    def __init__(self, num_inputs, num_outputs):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.layers = nn.Sequential(
+            nn.Linear(num_inputs, 30),  # the first hidden layer
+            nn.ReLU(),
+            nn.Linear(30, 20),  # the second hidden layer
+            nn.ReLU(),
+            nn.Linear(20, num_outputs),  # the output layer
+        )
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        return self.layers(x)
+        ### END SOLUTION
+
+
+def count_trainable_parameters(model):
+    ### BEGIN SOLUTION
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    ### END SOLUTION
+
+
+# %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex10_appendix_network_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Exercise 10: checks (2 points). Run this cell to test your code.
+# Do not edit it: grading restores the original and adds hidden checks.
+def appendix_network(num_inputs, num_outputs):
+    """Appendix A's network as one nn.Sequential, to compare with."""
+    return nn.Sequential(nn.Linear(num_inputs, 30), nn.ReLU(), nn.Linear(30, 20), nn.ReLU(),
+                         nn.Linear(20, num_outputs))
+
+
+torch.manual_seed(123)
+expected_layers = appendix_network(50, 3)
+with forbid_reference_impl():
+    network = NeuralNetwork(50, 3)
+expect_equal({name: tuple(p.shape) for name, p in network.state_dict().items()},
+             {f"layers.{name}": tuple(p.shape) for name, p in expected_layers.state_dict().items()},
+             "the parameters of NeuralNetwork(50, 3) (name: shape)",
+             hint="self.layers = nn.Sequential(nn.Linear(num_inputs, 30), nn.ReLU(), nn.Linear(30, 20), nn.ReLU(), "
+                  "nn.Linear(20, num_outputs))")
+x = torch.randn(4, 50)
+with forbid_reference_impl():
+    network.load_state_dict({f"layers.{name}": p for name, p in expected_layers.state_dict().items()})
+    logits = network(x)
+expect_close(logits, expected_layers(x), "NeuralNetwork(50, 3)(x) for x of shape (4, 50)",
+             hint="return the logits self.layers(x): ReLU between the layers, no softmax at the end")
+with forbid_reference_impl():
+    n_trainable = count_trainable_parameters(network)
+expect_type(n_trainable, int, "count_trainable_parameters(NeuralNetwork(50, 3))")
+expect_equal(n_trainable, 2213, "count_trainable_parameters(NeuralNetwork(50, 3))",
+             hint="sum p.numel() over model.parameters(): 50*30 + 30 + 30*20 + 20 + 20*3 + 3")
+network.layers[0].requires_grad_(False)  # freeze the first layer: 1,530 parameters
+with forbid_reference_impl():
+    n_trainable = count_trainable_parameters(network)
+expect_equal(n_trainable, 2213 - 1530, "count_trainable_parameters after freezing the first layer",
+             hint="count only the parameters with p.requires_grad")
+print("Exercise 10: the visible checks pass (grading runs more).")
+### BEGIN HIDDEN TESTS
+for num_inputs, num_outputs in [(2, 2), (784, 10)]:
+    with forbid_reference_impl():
+        n_trainable = count_trainable_parameters(NeuralNetwork(num_inputs, num_outputs))
+    expected = sum(p.numel() for p in appendix_network(num_inputs, num_outputs).parameters())
+    expect_equal(n_trainable, expected, f"count_trainable_parameters(NeuralNetwork({num_inputs}, {num_outputs}))")
+torch.manual_seed(321)
+model = reference_impl.model.GPTModel(tiny_config(n_layers=2))
+for p in model.trf_blocks[0].parameters():
+    p.requires_grad_(False)
+with forbid_reference_impl():
+    n_trainable = count_trainable_parameters(model)
+expect_equal(n_trainable, reference_impl.model.count_parameters(model, trainable_only=True),
+             "count_trainable_parameters of a tiny GPT with its first block frozen")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 11 (1 point): predict before you run
+#
+# Answer three questions about this chapter's model by setting the three variables in the
+# cell below. Think first, then check your answers with a few lines of code if you like. The
+# visible checks only check the kind of each answer; grading checks the values.
+#
+# 1. `answer_logits_shape` (a tuple of 3 `int`s): the shape of `GPTModel(GPT_CONFIG_124M)(batch)`
+#    for a batch of 2 texts of 4 token ids each.
+# 2. `answer_out_head_parameters` (an `int`): the number of parameters of the output head of
+#    that model (an `nn.Linear` without bias, not shared with the token embedding).
+# 3. `answer_layer_norm_axis` (one of `"a"`, `"b"`, `"c"`): over which values does a GPT's
+#    `LayerNorm` compute each mean and variance?
+#    * `"a"`: over the batch: the same feature of every sequence of the batch;
+#    * `"b"`: over the tokens: the same feature of every token of a sequence;
+#    * `"c"`: over the features: the `emb_dim` values of one token.
+
+# %% nbgrader={"grade": false, "grade_id": "ex11_predictions_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
+answer_logits_shape = None  # a tuple of 3 ints
+answer_out_head_parameters = None  # an int
+answer_layer_norm_axis = None  # "a", "b" or "c"
+### BEGIN SOLUTION
+answer_logits_shape = (2, 4, 50257)  # (batch, num_tokens, vocab_size): one logit per vocabulary entry and token
+answer_out_head_parameters = 768 * 50257  # 38,597,376
+answer_layer_norm_axis = "c"  # dim=-1: each token is normalised on its own
+### END SOLUTION
+
+# %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex11_predictions_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Exercise 11: checks (1 point). Run this cell to test your code.
+# Do not edit it: grading restores the original and adds hidden checks.
+with forbid_reference_impl():  # your answers are values: nothing of yours runs in these checks
+    answers = (answer_logits_shape, answer_out_head_parameters, answer_layer_norm_axis)
+expect_type(answer_logits_shape, (tuple, list, torch.Size), "answer_logits_shape")
+expect_true(len(answer_logits_shape) == 3 and all(isinstance(n, int) for n in answer_logits_shape),
+            f"answer_logits_shape is {answer_logits_shape!r}: write a shape as a tuple of 3 ints, (a, b, c)")
+expect_type(answer_out_head_parameters, int, "answer_out_head_parameters")
+expect_true(answer_out_head_parameters > 0,
+            f"answer_out_head_parameters is {answer_out_head_parameters}: count the weights of the head")
+expect_true(answer_layer_norm_axis in ("a", "b", "c"),
+            f"answer_layer_norm_axis is {answer_layer_norm_axis!r}: set it to one of the strings 'a', 'b' or 'c'")
+print("Exercise 11: the visible checks pass (grading runs more).")
+### BEGIN HIDDEN TESTS
+from reference_impl import model as reference
+
+with torch.device("meta"):
+    model = reference.GPTModel(GPT_CONFIG_124M)
+    expected_shape = tuple(model(torch.zeros(2, 4, dtype=torch.long, device="meta")).shape)
+expect_equal(tuple(answer_logits_shape), expected_shape, "answer_logits_shape")
+expect_equal(answer_out_head_parameters, model.out_head.weight.numel(), "answer_out_head_parameters")
+expect_equal(answer_layer_norm_axis, "c", "answer_layer_norm_axis")
 ### END HIDDEN TESTS
 
 # %% [markdown]
