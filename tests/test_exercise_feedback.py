@@ -345,3 +345,79 @@ def exercise_numbers(chapter: str) -> list[int]:
 )
 def test_the_reference_solution_passes_every_check(chapter, exercise):
     assert run_checks(chapter, exercise, solution_of(chapter, exercise), hidden=True) is None
+
+
+# --- the exercises added from the printed book, and the prediction questions -------------------
+
+
+def test_ch03_ex8_heads_in_a_python_list_get_a_clear_message():
+    wrong = solution_of("ch03", 8).replace("self.heads = nn.ModuleList(", "self.heads = list(")
+    fails_with("ch03", 8, wrong, "should be an nn.ModuleList of 2 CausalAttention modules")
+
+
+def test_ch03_ex8_d_out_for_2d_must_give_two_features():
+    wrong = solution_of("ch03", 8).replace("d_out_for_2d = 1 ", "d_out_for_2d = 2 ")
+    fails_with("ch03", 8, wrong, "d_out=d_out_for_2d=2", "num_heads * d_out = 2")
+
+
+def test_ch04_ex8_counting_the_whole_block_fails_visibly():
+    wrong = """
+def count_sublayer_parameters(block):
+    total = sum(p.numel() for p in block.parameters())
+    return total, total
+"""
+    fails_with("ch04", 8, wrong, "the attention parameters of a GPT-2 small block", "block.att.parameters()")
+
+
+def test_ch04_ex9_a_rate_left_unchanged_or_unchecked_fails_visibly():
+    solution = solution_of("ch04", 9)
+    no_shortcut = solution.replace("block.drop_shortcut.p = drop_rate_shortcut", "pass")
+    fails_with("ch04", 9, no_shortcut, "block.drop_shortcut.p of each block")
+    unchecked = solution.replace("raise ValueError", "pass  #")
+    fails_with("ch04", 9, unchecked, "should raise ValueError: drop_rate_emb is outside [0, 1)")
+    checked_late = solution.replace(
+        "for name, rate in rates.items():", "model.drop_emb.p = drop_rate_emb\n    for name, rate in rates.items():"
+    )
+    fails_with("ch04", 9, checked_late, "check every rate before changing any")
+
+
+def test_ch04_ex10_counting_frozen_parameters_fails_visibly():
+    wrong = solution_of("ch04", 10).replace(" if p.requires_grad", "")
+    fails_with("ch04", 10, wrong, "after freezing the first layer", "p.requires_grad")
+
+
+def test_ch04_ex10_a_softmax_at_the_end_fails_visibly():
+    wrong = solution_of("ch04", 10).replace("return self.layers(x)", "return torch.softmax(self.layers(x), dim=-1)")
+    fails_with("ch04", 10, wrong, "no softmax at the end")
+
+
+@pytest.mark.parametrize(
+    ("chapter", "exercise", "variable", "bad", "message"),
+    [
+        ("ch02", 9, "answer_endoftext_id", "'50256'", "answer_endoftext_id should be an int"),
+        ("ch02", 9, "answer_unknown_word", "'B'", "one of the strings 'a', 'b' or 'c'"),
+        ("ch03", 9, "answer_first_token_weight", "2.0", "an attention weight is between 0 and 1"),
+        ("ch04", 11, "answer_logits_shape", "(2, 4)", "a tuple of 3 ints"),
+    ],
+)
+def test_prediction_answers_of_the_wrong_kind_fail_visibly(chapter, exercise, variable, bad, message):
+    fails_with(chapter, exercise, solution_of(chapter, exercise) + f"\n{variable} = {bad}\n", message)
+
+
+@pytest.mark.parametrize(
+    ("chapter", "exercise", "variable", "wrong"),
+    [
+        ("ch02", 9, "answer_num_pairs", "4"),
+        ("ch03", 9, "answer_mha_parameters", "4 * 768 * 768"),
+        ("ch04", 11, "answer_out_head_parameters", "768 * 50257 + 50257"),
+    ],
+)
+def test_a_wrong_prediction_passes_the_visible_checks_and_fails_grading(chapter, exercise, variable, wrong):
+    solution = solution_of(chapter, exercise) + f"\n{variable} = {wrong}\n"
+    assert run_checks(chapter, exercise, solution) is None
+    assert variable in run_checks(chapter, exercise, solution, hidden=True)
+
+
+def test_a_prediction_may_be_written_as_an_expression_or_a_list():
+    passes("ch04", 11, solution_of("ch04", 11) + "\nanswer_logits_shape = [2, 4, 50257]\n")
+    passes("ch03", 9, solution_of("ch03", 9) + "\nanswer_first_token_weight = 1\nanswer_scale = 64 ** 0.5\n")
