@@ -824,12 +824,10 @@ expect_true(answer_mha_parameters > 0, f"answer_mha_parameters is {answer_mha_pa
 print("Exercise 9: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 from reference_impl import attention as reference
-from reference_impl.model import count_parameters
 
 expect_close(torch.tensor(float(answer_first_token_weight)), torch.tensor(1.0), "answer_first_token_weight")
 expect_close(torch.tensor(float(answer_scale)), torch.tensor(64**0.5), "answer_scale")
-with torch.device("meta"):
-    expected = count_parameters(reference.MultiHeadAttention(768, 768, 1024, 0.1, 12))
+expected = sum(p.numel() for p in reference.MultiHeadAttention(768, 768, 1024, 0.1, 12).parameters())
 expect_equal(answer_mha_parameters, expected, "answer_mha_parameters")
 ### END HIDDEN TESTS
 
