@@ -356,8 +356,9 @@ def test_ch03_ex8_heads_in_a_python_list_get_a_clear_message():
 
 
 def test_ch03_ex8_d_out_for_2d_must_give_two_features():
-    wrong = solution_of("ch03", 8).replace("d_out_for_2d = 1 ", "d_out_for_2d = 2 ")
-    fails_with("ch03", 8, wrong, "d_out=d_out_for_2d=2", "num_heads * d_out = 2")
+    wrong = solution_of("ch03", 8).replace("return 1  #", "return 2  #")
+    assert wrong != solution_of("ch03", 8)
+    fails_with("ch03", 8, wrong, "d_out=d_out_for_2d()=2", "num_heads * d_out = 2")
 
 
 def test_ch04_ex8_counting_the_whole_block_fails_visibly():
@@ -391,6 +392,13 @@ def test_ch04_ex10_a_softmax_at_the_end_fails_visibly():
     fails_with("ch04", 10, wrong, "no softmax at the end")
 
 
+def with_answer(chapter: str, exercise: int, variable: str, value: str) -> str:
+    """The solution of a prediction exercise with one answer changed (just before the return)."""
+    solution = solution_of(chapter, exercise)
+    assert solution.count("\n    return ") == 1
+    return solution.replace("\n    return ", f"\n    {variable} = {value}\n    return ")
+
+
 @pytest.mark.parametrize(
     ("chapter", "exercise", "variable", "bad", "message"),
     [
@@ -401,7 +409,7 @@ def test_ch04_ex10_a_softmax_at_the_end_fails_visibly():
     ],
 )
 def test_prediction_answers_of_the_wrong_kind_fail_visibly(chapter, exercise, variable, bad, message):
-    fails_with(chapter, exercise, solution_of(chapter, exercise) + f"\n{variable} = {bad}\n", message)
+    fails_with(chapter, exercise, with_answer(chapter, exercise, variable, bad), message)
 
 
 @pytest.mark.parametrize(
@@ -413,11 +421,21 @@ def test_prediction_answers_of_the_wrong_kind_fail_visibly(chapter, exercise, va
     ],
 )
 def test_a_wrong_prediction_passes_the_visible_checks_and_fails_grading(chapter, exercise, variable, wrong):
-    solution = solution_of(chapter, exercise) + f"\n{variable} = {wrong}\n"
+    solution = with_answer(chapter, exercise, variable, wrong)
     assert run_checks(chapter, exercise, solution) is None
     assert variable in run_checks(chapter, exercise, solution, hidden=True)
 
 
 def test_a_prediction_may_be_written_as_an_expression_or_a_list():
-    passes("ch04", 11, solution_of("ch04", 11) + "\nanswer_logits_shape = [2, 4, 50257]\n")
-    passes("ch03", 9, solution_of("ch03", 9) + "\nanswer_first_token_weight = 1\nanswer_scale = 64 ** 0.5\n")
+    passes("ch04", 11, with_answer("ch04", 11, "answer_logits_shape", "[2, 4, 50257]"))
+    passes("ch03", 9, with_answer("ch03", 9, "answer_scale", "64 ** 0.5"))
+    passes("ch03", 9, with_answer("ch03", 9, "answer_first_token_weight", "1"))
+
+
+def test_an_unanswered_prediction_counts_as_not_attempted():
+    # nbgrader's stub: the None answers, then raise NotImplementedError() in place of the solution.
+    for chapter, exercise in [("ch02", 9), ("ch03", 9), ("ch04", 11)]:
+        solution = solution_of(chapter, exercise)
+        stub = solution[: solution.index("    answer_")] + "    raise NotImplementedError()\n"
+        with pytest.raises(NotImplementedError):
+            run_checks(chapter, exercise, stub)

@@ -541,7 +541,8 @@ try:
     with forbid_reference_impl():
         item = GPTDatasetV1(text, tokenizer, max_length=3, stride=3)[0]
 except ValueError as error:
-    raise CheckFailed(f"GPTDatasetV1 of a text holding '<|endoftext|>' raised ValueError ({error}): encode with "
+    raise CheckFailed(f"GPTDatasetV1 of a text holding '<|endoftext|>' raised ValueError "
+                      f"({str(error).splitlines()[0]}): encode with "
                       "tokenizer.encode(txt, allowed_special={'<|endoftext|>'}), so that the text boundary "
                       "becomes its token id 50256") from error
 expect_equal(list(item), list(reference.GPTDatasetV1(text, tokenizer, 3, 3)[0]),
@@ -680,8 +681,9 @@ for text, vocab_size in [("the cat sat on the mat. the end", 270), ("abab abab",
 # %% [markdown]
 # ## Exercise 9 (1 point): predict before you run
 #
-# Answer three questions about this chapter's ideas by setting the three variables in the
-# cell below. Think first, then check your answers with a few lines of code if you like
+# Answer three questions about this chapter's ideas: in the function `predictions()` below,
+# replace each `None` by your answer (and delete the `raise NotImplementedError()` line).
+# Think first, then check your answers with a few lines of code if you like
 # (GPT-2's tokenizer is `tiktoken.get_encoding("gpt2")`). The visible checks only check the
 # kind of each answer; grading checks the values.
 #
@@ -697,20 +699,22 @@ for text, vocab_size in [("the cat sat on the mat. the end", 270), ("abab abab",
 #    * `"c"`: it raises an error, since the word is not in its vocabulary.
 
 # %% nbgrader={"grade": false, "grade_id": "ex9_predictions_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
-answer_endoftext_id = None  # an int
-answer_num_pairs = None  # an int
-answer_unknown_word = None  # "a", "b" or "c"
-### BEGIN SOLUTION
-answer_endoftext_id = 50256  # the last id: GPT-2's vocabulary is 50,256 merges and bytes, then this token
-answer_num_pairs = 3  # starts 0, 2, 4 (below 10 - 4 = 6)
-answer_unknown_word = "b"  # byte-level BPE can encode any text: no unknown-word token is needed
-### END SOLUTION
+def predictions():
+    answer_endoftext_id = None  # an int
+    answer_num_pairs = None  # an int
+    answer_unknown_word = None  # "a", "b" or "c"
+    ### BEGIN SOLUTION
+    answer_endoftext_id = 50256  # the last id: 256 bytes and 50,000 merges come first
+    answer_num_pairs = 3  # starts 0, 2, 4 (below 10 - 4 = 6)
+    answer_unknown_word = "b"  # byte-level BPE can encode any text: no unknown-word token is needed
+    ### END SOLUTION
+    return answer_endoftext_id, answer_num_pairs, answer_unknown_word
 
 # %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex9_predictions_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Exercise 9: checks (1 point). Run this cell to test your code.
 # Do not edit it: grading restores the original and adds hidden checks.
-with forbid_reference_impl():  # your answers are values: nothing of yours runs in these checks
-    answers = (answer_endoftext_id, answer_num_pairs, answer_unknown_word)
+with forbid_reference_impl():
+    answer_endoftext_id, answer_num_pairs, answer_unknown_word = predictions()
 expect_type(answer_endoftext_id, int, "answer_endoftext_id")
 expect_true(0 <= answer_endoftext_id < 50257,
             f"answer_endoftext_id is {answer_endoftext_id}: a token id of GPT-2 is between 0 and 50256")

@@ -714,7 +714,8 @@ expect_close(torch.cat(steps, dim=1), full(x[:2, :4]), "a new sequence after res
 #
 # Then answer the book's exercise 3.2: with `d_in=3` and `num_heads=2`, the outputs have
 # `2 * d_out` features, 4 in the chapter. Set `d_out_for_2d` to the `d_out` that makes them
-# two-dimensional (2 features per token) while keeping `num_heads=2`, without changing the class.
+# two-dimensional (2 features per token) while keeping `num_heads=2`, without changing the class:
+# the function `d_out_for_2d()` returns it (an `int`).
 
 # %% nbgrader={"grade": false, "grade_id": "ex8_wrapper_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from reference_impl.attention import CausalAttention  # given: you may call it
@@ -735,10 +736,10 @@ class MultiHeadAttentionWrapper(nn.Module):
         ### END SOLUTION
 
 
-d_out_for_2d = None  # an int
-### BEGIN SOLUTION
-d_out_for_2d = 1  # each of the 2 heads gives 1 feature per token: 2 in all
-### END SOLUTION
+def d_out_for_2d():
+    ### BEGIN SOLUTION
+    return 1  # each of the 2 heads gives 1 feature per token: 2 in all
+    ### END SOLUTION
 
 # %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex8_wrapper_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Exercise 8: checks (2 points). Run this cell to test your code.
@@ -763,10 +764,12 @@ expect_shape(context_vecs, (2, 6, 4), "MultiHeadAttentionWrapper(d_in=3, d_out=2
              hint="concatenate the heads' outputs along the last dimension: torch.cat([...], dim=-1)")
 expect_close(context_vecs, expected_module(batch), "MultiHeadAttentionWrapper(d_in=3, d_out=2, num_heads=2)(batch)",
              hint="run every head on the same x and concatenate in order, head 0 first, along dim=-1")
-expect_type(d_out_for_2d, int, "d_out_for_2d")
 with forbid_reference_impl(allowed=given):
-    context_2d = MultiHeadAttentionWrapper(d_in=3, d_out=d_out_for_2d, context_length=6, dropout=0.0, num_heads=2)(batch)
-expect_shape(context_2d, (2, 6, 2), f"the outputs with d_out=d_out_for_2d={d_out_for_2d} and num_heads=2",
+    d_out = d_out_for_2d()
+expect_type(d_out, int, "d_out_for_2d()")
+with forbid_reference_impl(allowed=given):
+    context_2d = MultiHeadAttentionWrapper(d_in=3, d_out=d_out, context_length=6, dropout=0.0, num_heads=2)(batch)
+expect_shape(context_2d, (2, 6, 2), f"the outputs with d_out=d_out_for_2d()={d_out} and num_heads=2",
              hint="the wrapper concatenates num_heads outputs of d_out features each: num_heads * d_out = 2")
 print("Exercise 8: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
@@ -781,15 +784,16 @@ for d_in, d_out, num_heads, qkv_bias, num_tokens in [(5, 3, 4, True, 7), (4, 1, 
     expect_close(context_vecs, expected_module(x),
                  f"MultiHeadAttentionWrapper(d_in={d_in}, d_out={d_out}, num_heads={num_heads}, qkv_bias={qkv_bias}) "
                  f"on {num_tokens} tokens")
-expect_equal(d_out_for_2d, 1, "d_out_for_2d")
+expect_equal(d_out, 1, "d_out_for_2d()")
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Exercise 9 (1 point): predict before you run
 #
-# Answer three questions about this chapter's ideas by setting the three variables in the
-# cell below. Think first, then check your answers with a few lines of code if you like. The
-# visible checks only check the kind of each answer; grading checks the values.
+# Answer three questions about this chapter's ideas: in the function `predictions()` below,
+# replace each `None` by your answer (and delete the `raise NotImplementedError()` line).
+# Think first, then check your answers with a few lines of code if you like. The visible
+# checks only check the kind of each answer; grading checks the values.
 #
 # 1. `answer_first_token_weight` (a `float`): in causal attention, after the mask and the
 #    softmax, how much weight does the first token of a sequence give to itself?
@@ -800,20 +804,22 @@ expect_equal(d_out_for_2d, 1, "d_out_for_2d")
 #    a buffer, not a parameter.
 
 # %% nbgrader={"grade": false, "grade_id": "ex9_predictions_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
-answer_first_token_weight = None  # a float
-answer_scale = None  # a float
-answer_mha_parameters = None  # an int
-### BEGIN SOLUTION
-answer_first_token_weight = 1.0  # it may only look at itself: the softmax of one score is 1
-answer_scale = 8.0  # sqrt(head_dim) = sqrt(768 / 12) = sqrt(64)
-answer_mha_parameters = 4 * 768 * 768 + 768  # W_query, W_key, W_value, out_proj, and out_proj's bias: 2,360,064
-### END SOLUTION
+def predictions():
+    answer_first_token_weight = None  # a float
+    answer_scale = None  # a float
+    answer_mha_parameters = None  # an int
+    ### BEGIN SOLUTION
+    answer_first_token_weight = 1.0  # it may only look at itself: the softmax of one score is 1
+    answer_scale = 8.0  # sqrt(head_dim) = sqrt(768 / 12) = sqrt(64)
+    answer_mha_parameters = 4 * 768 * 768 + 768  # W_query, W_key, W_value, out_proj and its bias: 2,360,064
+    ### END SOLUTION
+    return answer_first_token_weight, answer_scale, answer_mha_parameters
 
 # %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex9_predictions_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Exercise 9: checks (1 point). Run this cell to test your code.
 # Do not edit it: grading restores the original and adds hidden checks.
-with forbid_reference_impl():  # your answers are values: nothing of yours runs in these checks
-    answers = (answer_first_token_weight, answer_scale, answer_mha_parameters)
+with forbid_reference_impl():
+    answer_first_token_weight, answer_scale, answer_mha_parameters = predictions()
 expect_type(answer_first_token_weight, (int, float), "answer_first_token_weight")
 expect_true(0 <= answer_first_token_weight <= 1,
             f"answer_first_token_weight is {answer_first_token_weight}: an attention weight is between 0 and 1")

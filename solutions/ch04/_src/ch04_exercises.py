@@ -952,9 +952,10 @@ expect_equal(n_trainable, reference_impl.model.count_parameters(model, trainable
 # %% [markdown]
 # ## Exercise 11 (1 point): predict before you run
 #
-# Answer three questions about this chapter's model by setting the three variables in the
-# cell below. Think first, then check your answers with a few lines of code if you like. The
-# visible checks only check the kind of each answer; grading checks the values.
+# Answer three questions about this chapter's model: in the function `predictions()` below,
+# replace each `None` by your answer (and delete the `raise NotImplementedError()` line).
+# Think first, then check your answers with a few lines of code if you like. The visible
+# checks only check the kind of each answer; grading checks the values.
 #
 # 1. `answer_logits_shape` (a tuple of 3 `int`s): the shape of `GPTModel(GPT_CONFIG_124M)(batch)`
 #    for a batch of 2 texts of 4 token ids each.
@@ -967,20 +968,22 @@ expect_equal(n_trainable, reference_impl.model.count_parameters(model, trainable
 #    * `"c"`: over the features: the `emb_dim` values of one token.
 
 # %% nbgrader={"grade": false, "grade_id": "ex11_predictions_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
-answer_logits_shape = None  # a tuple of 3 ints
-answer_out_head_parameters = None  # an int
-answer_layer_norm_axis = None  # "a", "b" or "c"
-### BEGIN SOLUTION
-answer_logits_shape = (2, 4, 50257)  # (batch, num_tokens, vocab_size): one logit per vocabulary entry and token
-answer_out_head_parameters = 768 * 50257  # 38,597,376
-answer_layer_norm_axis = "c"  # dim=-1: each token is normalised on its own
-### END SOLUTION
+def predictions():
+    answer_logits_shape = None  # a tuple of 3 ints
+    answer_out_head_parameters = None  # an int
+    answer_layer_norm_axis = None  # "a", "b" or "c"
+    ### BEGIN SOLUTION
+    answer_logits_shape = (2, 4, 50257)  # (batch, num_tokens, vocab_size): a logit per vocabulary entry and token
+    answer_out_head_parameters = 768 * 50257  # 38,597,376
+    answer_layer_norm_axis = "c"  # dim=-1: each token is normalised on its own
+    ### END SOLUTION
+    return answer_logits_shape, answer_out_head_parameters, answer_layer_norm_axis
 
 # %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex11_predictions_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Exercise 11: checks (1 point). Run this cell to test your code.
 # Do not edit it: grading restores the original and adds hidden checks.
-with forbid_reference_impl():  # your answers are values: nothing of yours runs in these checks
-    answers = (answer_logits_shape, answer_out_head_parameters, answer_layer_norm_axis)
+with forbid_reference_impl():
+    answer_logits_shape, answer_out_head_parameters, answer_layer_norm_axis = predictions()
 expect_type(answer_logits_shape, (tuple, list, torch.Size), "answer_logits_shape")
 expect_true(len(answer_logits_shape) == 3 and all(isinstance(n, int) for n in answer_logits_shape),
             f"answer_logits_shape is {answer_logits_shape!r}: write a shape as a tuple of 3 ints, (a, b, c)")
