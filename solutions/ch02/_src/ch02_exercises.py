@@ -19,7 +19,8 @@
 # # Chapter 2 exercises: working with text data
 #
 # These exercises make you write the code of chapter 2 yourself: from splitting a text into
-# words to the batches of token ids and the input embeddings that a GPT reads.
+# words to the batches of token ids and the input embeddings that a GPT reads. The last
+# exercise asks you to predict a few results before you run them.
 #
 # How they work:
 #
@@ -48,6 +49,7 @@
 # | 6. Token and positional embeddings | 2 |
 # | 7. A dataset and a data loader | 3 |
 # | 8. Byte pair encoding: the training loop | 3 |
+# | 9. Predict before you run | 1 |
 
 # %% deletable=false editable=false nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # Setup: run this cell first.
@@ -59,6 +61,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from course_tools.checks import (
+    CheckFailed,
     expect_close,
     expect_equal,
     expect_own_implementation,
@@ -74,6 +77,23 @@ show_warnings_on_stdout()
 use_tiktoken_cache()  # GPT-2's tokenizer files from the course data: works offline
 verdict = read_text("the-verdict.txt")  # the short story of chapter 2
 print(f"'The Verdict': {len(verdict):,} characters")
+
+
+def load_embedding_weights(module, tok_weight, pos_weight):
+    """Copy fixed weights into exercise 6's module: its parameters must be exactly
+    tok_emb.weight and pos_emb.weight; buffers the module holds besides are kept."""
+    parameters = sorted(name for name, _ in module.named_parameters())
+    expect_true(parameters == ["pos_emb.weight", "tok_emb.weight"],
+                f"the parameters of InputEmbedding are {parameters}, expected ['pos_emb.weight', "
+                "'tok_emb.weight']: name the two nn.Embedding layers self.tok_emb and self.pos_emb, "
+                "and give the module no other trainable parameters")
+    expect_equal({name: tuple(p.shape) for name, p in module.named_parameters()},
+                 {"tok_emb.weight": tuple(tok_weight.shape), "pos_emb.weight": tuple(pos_weight.shape)},
+                 "the shapes of the parameters of InputEmbedding",
+                 hint="tok_emb has vocab_size rows, pos_emb has context_length rows, both emb_dim columns")
+    with torch.no_grad():
+        module.tok_emb.weight.copy_(tok_weight)
+        module.pos_emb.weight.copy_(pos_weight)
 
 
 # %% [markdown]
@@ -391,7 +411,10 @@ with forbid_reference_impl():
 #   `tok_emb(idx) + pos_emb(positions)` of shape `(batch_size, num_tokens, emb_dim)`, where
 #   `positions` is `0, 1, ..., num_tokens - 1` (hint: `torch.arange`, on `idx.device`).
 #
-# The checks copy fixed weights into your layers with `load_state_dict`, so the names matter.
+# The checks copy fixed weights into your layers with `load_state_dict`, so the names matter:
+# the module's parameters are exactly `tok_emb.weight` and `pos_emb.weight`. It may hold
+# buffers besides (for example the positions `0, 1, ..., context_length - 1`, made once with
+# `register_buffer`): the checks leave them as your `__init__` made them.
 
 # %% nbgrader={"grade": false, "grade_id": "ex6_embeddings_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class InputEmbedding(nn.Module):
@@ -418,7 +441,8 @@ pos_weight = torch.randn(4, 3, generator=generator)
 idx = torch.tensor([[2, 3, 5, 1], [0, 0, 4, 5]])
 with forbid_reference_impl():
     embedding = InputEmbedding(vocab_size=6, context_length=4, emb_dim=3)
-    embedding.load_state_dict({"tok_emb.weight": tok_weight, "pos_emb.weight": pos_weight})
+load_embedding_weights(embedding, tok_weight, pos_weight)
+with forbid_reference_impl():
     out = embedding(idx)
 expect_shape(out, (2, 4, 3), "InputEmbedding output", hint="(batch_size, num_tokens, emb_dim)")
 expect_close(out, tok_weight[idx] + pos_weight[:4], "InputEmbedding output",
@@ -434,7 +458,7 @@ torch.manual_seed(123)
 model = GPTModel(GPTConfig(vocab_size=50257, context_length=4, emb_dim=256, n_heads=4, n_layers=1))
 with forbid_reference_impl():
     embedding = InputEmbedding(vocab_size=50257, context_length=4, emb_dim=256)
-    embedding.load_state_dict({"tok_emb.weight": model.tok_emb.weight, "pos_emb.weight": model.pos_emb.weight})
+load_embedding_weights(embedding, model.tok_emb.weight, model.pos_emb.weight)
 idx = torch.tensor(tiktoken.get_encoding("gpt2").encode(verdict)[:32]).view(8, 4)
 with forbid_reference_impl():
     out = embedding(idx)
@@ -511,7 +535,37 @@ with forbid_reference_impl():
     inputs, targets = next(iter(create_dataloader_v1(verdict, batch_size=8, max_length=4, stride=4, shuffle=False)))
 expect_shape(inputs, (8, 4), "the inputs of the first batch")
 expect_equal(inputs, torch.stack([reference.GPTDatasetV1(verdict, tokenizer, 4, 4)[i][0] for i in range(8)]),
-             "the inputs of the first batch")
+             "the inputs of the first batch with shuffle=False",
+             hint="pass shuffle on to the DataLoader: with shuffle=False the batches keep the text's order")
+text = "One two three<|endoftext|>Four five six seven eight."
+try:
+    with forbid_reference_impl():
+        item = GPTDatasetV1(text, tokenizer, max_length=3, stride=3)[0]
+except ValueError as error:
+    raise CheckFailed(f"GPTDatasetV1 of a text holding '<|endoftext|>' raised ValueError "
+                      f"({str(error).splitlines()[0]}): encode with "
+                      "tokenizer.encode(txt, allowed_special={'<|endoftext|>'}), so that the text boundary "
+                      "becomes its token id 50256") from error
+expect_equal(list(item), list(reference.GPTDatasetV1(text, tokenizer, 3, 3)[0]),
+             "the first item of a text holding '<|endoftext|>'",
+             hint="encode with allowed_special={'<|endoftext|>'}: the text boundary is one token, id 50256")
+n_windows = len(reference.GPTDatasetV1(verdict, tokenizer, 64, 64))  # 80 windows: 13 batches of 6, and 2 left
+with forbid_reference_impl():
+    n_default = len(create_dataloader_v1(verdict, batch_size=6, max_length=64, stride=64))
+    n_kept = len(create_dataloader_v1(verdict, batch_size=6, max_length=64, stride=64, drop_last=False))
+expect_equal(n_default, n_windows // 6, f"the number of batches of {n_windows} windows with batch_size=6",
+             hint="drop_last=True by default: the last, incomplete batch is dropped")
+expect_equal(n_kept, -(-n_windows // 6), f"the number of batches of {n_windows} windows with drop_last=False",
+             hint="pass drop_last on to the DataLoader: with drop_last=False the last, smaller batch is kept")
+torch.manual_seed(123)
+with forbid_reference_impl():
+    shuffled, _ = next(iter(create_dataloader_v1(verdict, batch_size=4, max_length=16, stride=16)))
+torch.manual_seed(123)
+expected, _ = next(iter(reference.create_dataloader_v1(verdict, batch_size=4, max_length=16, stride=16,
+                                                       tokenizer=tokenizer)))
+expect_equal(shuffled, expected, "the first batch with the default shuffle=True (after torch.manual_seed(123))",
+             hint="shuffle=True by default: pass shuffle=shuffle to the DataLoader, which then draws the order "
+                  "from torch's random generator")
 print("Exercise 7: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 for max_length, stride in [(4, 1), (256, 128), (7, 10)]:
@@ -564,7 +618,10 @@ expect_equal([list(batch) for batch in batches], [list(batch) for batch in expec
 # from exercise 5. `reference_pair_counts(ids, counts)` adds the pairs of `ids` to the `Counter`
 # `counts` and returns it.
 #
-# Example: `train_bpe("aaabdaaabac", 259)` is `[(97, 97), (97, 98), (256, 257)]`.
+# Examples: `train_bpe("aaaaaaabababab", 259)` is `[(97, 97), (97, 98), (257, 257)]` (no ties:
+# `(97, 97)` is `"aa"`, 256; `(97, 98)` is `"ab"`, 257). In `train_bpe("aaabdaaabac", 259)`,
+# which is `[(97, 97), (97, 98), (256, 257)]`, the second merge is a tie: `(256, 97)` and
+# `(97, 98)` both occur twice, and the smaller pair, `(97, 98)`, wins.
 
 # %% nbgrader={"grade": false, "grade_id": "ex8_bpe_train_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from collections import Counter
@@ -598,10 +655,17 @@ from reference_impl import tokenizer as reference
 
 may_call = (reference.pretokenize, reference.get_pair_counts, reference.merge)
 with forbid_reference_impl(allowed=may_call):
+    merges = train_bpe("aaaaaaabababab", 259)
+expect_type(merges, list, "train_bpe('aaaaaaabababab', 259)")
+expect_equal([tuple(pair) for pair in merges], [(97, 97), (97, 98), (257, 257)], "train_bpe('aaaaaaabababab', 259)",
+             hint="(no ties in this text) at each step take the most frequent pair over all pieces, merge it "
+                  "everywhere, and record it; merge i creates the id 256 + i")
+with forbid_reference_impl(allowed=may_call):
     merges = train_bpe("aaabdaaabac", 259)
-expect_type(merges, list, "train_bpe('aaabdaaabac', 259)")
-expect_equal(merges, [(97, 97), (97, 98), (256, 257)], "train_bpe('aaabdaaabac', 259)",
-             hint="the most frequent pair first; merge i creates the id 256 + i")
+expect_equal([tuple(pair) for pair in merges], [(97, 97), (97, 98), (256, 257)], "train_bpe('aaabdaaabac', 259)",
+             hint="in the second step (256, 97) and (97, 98) both occur twice: a tie goes to the smallest pair "
+                  "(compare the first ids, then the second ones), max(counts, key=lambda pair: "
+                  "(counts[pair], -pair[0], -pair[1])); max(counts, key=counts.get) takes the pair seen first")
 print("Exercise 8: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 def expected_merges(text, vocab_size):
@@ -613,6 +677,59 @@ for text, vocab_size in [("the cat sat on the mat. the end", 270), ("abab abab",
     expect_equal([tuple(pair) for pair in merges], expected_merges(text, vocab_size),
                  f"train_bpe({text[:20]!r}..., {vocab_size})",
                  hint="ties go to the smallest pair; pairs never span two pieces of pretokenize")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 9 (1 point): predict before you run
+#
+# Answer three questions about this chapter's ideas: in the function `predictions()` below,
+# replace each `None` by your answer (and delete the `raise NotImplementedError()` line).
+# Think first, then check your answers with a few lines of code if you like
+# (GPT-2's tokenizer is `tiktoken.get_encoding("gpt2")`). The visible checks only check the
+# kind of each answer; grading checks the values.
+#
+# 1. `answer_endoftext_id` (an `int`): the token id of `"<|endoftext|>"` in GPT-2's
+#    vocabulary of 50,257 tokens.
+# 2. `answer_num_pairs` (an `int`): how many `(input, target)` pairs does the sliding window of
+#    exercise 4 make from 10 token ids with `max_length=4` and `stride=2`?
+# 3. `answer_unknown_word` (one of the strings `"a"`, `"b"`, `"c"`): what does GPT-2's BPE
+#    tokenizer do with a made-up word such as `"Akwirw"`, which is in no dictionary?
+#    * `"a"`: it encodes it as the id of an unknown-word token, like `<|unk|>` in exercise 3;
+#    * `"b"`: it encodes it as several smaller pieces (subwords, single characters or bytes)
+#      that are in its vocabulary, so that decoding gives the word back;
+#    * `"c"`: it raises an error, since the word is not in its vocabulary.
+
+# %% nbgrader={"grade": false, "grade_id": "ex9_predictions_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def predictions():
+    answer_endoftext_id = None  # an int
+    answer_num_pairs = None  # an int
+    answer_unknown_word = None  # "a", "b" or "c"
+    ### BEGIN SOLUTION
+    answer_endoftext_id = 50256  # the last id: 256 bytes and 50,000 merges come first
+    answer_num_pairs = 3  # starts 0, 2, 4 (below 10 - 4 = 6)
+    answer_unknown_word = "b"  # byte-level BPE can encode any text: no unknown-word token is needed
+    ### END SOLUTION
+    return answer_endoftext_id, answer_num_pairs, answer_unknown_word
+
+# %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex9_predictions_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Exercise 9: checks (1 point). Run this cell to test your code.
+# Do not edit it: grading restores the original and adds hidden checks.
+with forbid_reference_impl():
+    answer_endoftext_id, answer_num_pairs, answer_unknown_word = predictions()
+expect_type(answer_endoftext_id, int, "answer_endoftext_id")
+expect_true(0 <= answer_endoftext_id < 50257,
+            f"answer_endoftext_id is {answer_endoftext_id}: a token id of GPT-2 is between 0 and 50256")
+expect_type(answer_num_pairs, int, "answer_num_pairs")
+expect_true(answer_num_pairs >= 0, f"answer_num_pairs is {answer_num_pairs}: a number of pairs is at least 0")
+expect_true(answer_unknown_word in ("a", "b", "c"),
+            f"answer_unknown_word is {answer_unknown_word!r}: set it to one of the strings 'a', 'b' or 'c'")
+print("Exercise 9: the visible checks pass (grading runs more).")
+### BEGIN HIDDEN TESTS
+gpt2 = tiktoken.get_encoding("gpt2")
+expect_equal(answer_endoftext_id, gpt2.encode("<|endoftext|>", allowed_special={"<|endoftext|>"})[0],
+             "answer_endoftext_id")
+expect_equal(answer_num_pairs, len(range(0, 10 - 4, 2)), "answer_num_pairs")
+expect_equal(answer_unknown_word, "b", "answer_unknown_word")
 ### END HIDDEN TESTS
 
 # %% [markdown]

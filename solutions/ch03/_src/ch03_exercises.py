@@ -20,6 +20,8 @@
 #
 # These exercises make you write the code of chapter 3 yourself: from the dot products of a
 # single query to multi-head causal attention, and the KV cache that makes generation fast.
+# Exercise 8 is the book's exercise 3.2 (stacked heads with two-dimensional outputs); the last
+# one asks you to predict a few results before you run them.
 # All checks use the book's six-token example or small random inputs: each runs in well under
 # a second.
 #
@@ -49,6 +51,8 @@
 # | 5. Split into heads and merge them back | 2 |
 # | 6. Multi-head attention | 3 |
 # | 7. Attention with a KV cache | 3 |
+# | 8. Stacked heads with two-dimensional outputs | 2 |
+# | 9. Predict before you run | 1 |
 
 # %% deletable=false editable=false nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # Setup: run this cell first.
@@ -144,7 +148,7 @@ expect_close(scores, torch.stack([torch.dot(row, book_inputs()[4]) for row in bo
 #
 # Now compute the attention of every token at once, with matrix products and no loop
 # (section 3.3.2). Write `simple_self_attention(inputs)` that returns the pair
-# `(attn_weights, context_vecs)`:
+# `(attn_weights, context_vecs)` (a tuple or a list of the two tensors):
 #
 # * `attn_scores[i, j]` is the dot product of token `i` (the query) and token `j`:
 #   shape `(num_tokens, num_tokens)`;
@@ -174,7 +178,7 @@ def simple_self_attention(inputs):
 # Do not edit it: grading restores the original and adds hidden checks.
 with forbid_reference_impl():
     result = simple_self_attention(book_inputs())
-expect_type(result, tuple, "simple_self_attention(inputs)")
+expect_type(result, (tuple, list), "simple_self_attention(inputs)")
 expect_equal(len(result), 2, "the number of results of simple_self_attention(inputs)",
              hint="return the pair (attn_weights, context_vecs)")
 attn_weights, context_vecs = result
@@ -324,6 +328,11 @@ expected = torch.softmax(scores.masked_fill(reference.causal_mask(6), -torch.inf
 with forbid_reference_impl():
     weights = causal_attention_weights(scores.clone())
 expect_shape(weights, (6, 6), "causal_attention_weights(scores)", hint="the same shape as the scores")
+nan_message = ("{} contains NaN: the softmax of a row gives NaN when that row holds a NaN (0 * inf is NaN, "
+               "so a mask multiplied by -torch.inf makes NaNs) or when the whole row is -inf (every score "
+               "masked). Mask by position, not by value: a boolean mask future = torch.triu(torch.ones(n, n, "
+               "dtype=torch.bool), diagonal=1), then attn_scores.masked_fill(future, -torch.inf)")
+expect_true(not bool(weights.isnan().any()), nan_message.format("causal_attention_weights(scores)"))
 expect_true(bool((weights.triu(diagonal=1) == 0).all()),
             "causal_attention_weights(scores): the weights above the diagonal (the future) must be exactly 0: "
             "fill those scores with -torch.inf, not 0, before the softmax")
@@ -336,6 +345,15 @@ expect_close(renormalized.sum(dim=-1), torch.ones(6), "the sum of each row of re
              hint="divide each row by its sum after masking: masked.sum(dim=-1, keepdim=True)")
 expect_close(renormalized, expected, "renormalize_causal(torch.softmax(scores, dim=-1))",
              hint="zero the weights above the diagonal (torch.tril), then renormalise each row")
+with forbid_reference_impl():
+    weights = causal_attention_weights(torch.zeros(4, 4))
+expect_true(not bool(weights.isnan().any()),
+            nan_message.format("causal_attention_weights(torch.zeros(4, 4))") + "; a score of 0 is a real score "
+            "(torch.tril also leaves zeros, so 'where the score is 0' does not find the future)")
+expect_close(weights, torch.tril(torch.ones(4, 4)) / torch.arange(1, 5).view(4, 1),
+             "causal_attention_weights(torch.zeros(4, 4))",
+             hint="with equal scores, token i spreads its weight evenly over tokens 0..i: mask by position, "
+                  "not where the score is 0")
 print("Exercise 4: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 scores = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(321)) * 4
@@ -402,11 +420,24 @@ expect_shape(heads, (2, 3, 4, 2), "split_heads(x, 3) for x of shape (2, 4, 6)",
              hint="(batch, num_heads, num_tokens, head_dim): did you transpose(1, 2) after the view?")
 expect_equal(heads, reference.split_heads(x, 3), "split_heads(x, 3)",
              hint="view as (batch, num_tokens, num_heads, head_dim) first, then transpose(1, 2)")
-split = reference.split_heads(x, 3)  # a correct split (not contiguous, as in attention)
+# In attention, merge_heads gets attn_weights @ values: a new tensor, contiguous in memory as
+# (batch, num_heads, num_tokens, head_dim), so transposing it makes it non-contiguous.
+heads = torch.arange(2 * 3 * 4 * 2, dtype=torch.float32).view(2, 3, 4, 2)  # (batch, num_heads, num_tokens, head_dim)
+try:
+    with forbid_reference_impl():
+        merged = merge_heads(heads)
+except RuntimeError as error:
+    raise CheckFailed(f"merge_heads of a contiguous (2, 3, 4, 2) tensor, as attn_weights @ values gives, raised "
+                      f"RuntimeError ({error}): after transpose(1, 2) the tensor is not contiguous in memory, "
+                      "and .view needs it to be: call .contiguous() before .view(...), or use .reshape(...)") from error
+expect_shape(merged, (2, 4, 6), "merge_heads of a (2, 3, 4, 2) tensor",
+             hint="(batch, num_tokens, num_heads * head_dim): did you transpose back after merging heads?")
+expect_equal(merged, reference.merge_heads(heads), "merge_heads of a (2, 3, 4, 2) tensor",
+             hint="transpose(1, 2) back, so that each token gets the features of head 0, then head 1, ..., "
+                  "before combining the heads with .contiguous().view(...)")
+split = reference.split_heads(x, 3)
 with forbid_reference_impl():
     merged = merge_heads(split)
-expect_shape(merged, (2, 4, 6), "merge_heads(split_heads(x, 3))",
-             hint="(batch, num_tokens, num_heads * head_dim): did you transpose back after merging heads?")
 expect_equal(merged, x, "merge_heads(split_heads(x, 3))",
              hint="transpose(1, 2) back before combining the heads with .contiguous().view(...)")
 print("Exercise 5: the visible checks pass (grading runs more).")
@@ -514,6 +545,29 @@ expect_close(context_changed[:, :3], context_vecs[:, :3], "the context vectors o
              hint="they changed when only later tokens changed: did you apply the causal mask (-inf above the diagonal)?")
 expect_close(context_vecs, expected_module(batch), "MultiHeadAttention(d_in=3, d_out=4, num_heads=2)(batch)",
              hint="scale by sqrt(head_dim), not sqrt(d_out); transpose the heads back before merging; apply out_proj")
+# Dropout: on in training mode (on the attention weights), off after .eval().
+torch.manual_seed(123)
+expected_module = reference.MultiHeadAttention(d_in=3, d_out=4, context_length=8, dropout=0.5, num_heads=2)
+with forbid_reference_impl(), no_sdpa:
+    mha = MultiHeadAttention(d_in=3, d_out=4, context_length=8, dropout=0.5, num_heads=2)
+    mha.load_state_dict(expected_module.state_dict())
+    mha.eval()
+    context_eval = mha(batch)
+expect_close(context_eval, expected_module.eval()(batch),
+             "MultiHeadAttention(..., dropout=0.5).eval()(batch)",
+             hint="in eval mode dropout must be off: apply the module self.dropout, which .eval() turns off "
+                  "(F.dropout(x, p) keeps dropping in eval mode unless you pass training=self.training)")
+expected_module.train()
+torch.manual_seed(1)
+expected = expected_module(batch)
+with forbid_reference_impl(), no_sdpa:
+    mha.train()
+    torch.manual_seed(1)
+    context_train = mha(batch)
+expect_close(context_train, expected,
+             "MultiHeadAttention(..., dropout=0.5) in training mode, after torch.manual_seed(1)",
+             hint="apply self.dropout once, to the attention weights right after the softmax (not to the scores, "
+                  "the values or the output)")
 print("Exercise 6: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 for d_in, d_out, num_heads, qkv_bias, dropout, shape in [
@@ -642,6 +696,146 @@ with forbid_reference_impl():
     steps = [cached(x[:2, t : t + 1]) for t in range(4)]
 expect_close(torch.cat(steps, dim=1), full(x[:2, :4]), "a new sequence after reset_cache()",
              hint="reset_cache() empties the cache: the next token starts a new sequence")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 8 (2 points): stacked heads with two-dimensional outputs
+#
+# Before the efficient `MultiHeadAttention`, section 3.6.1 builds multi-head attention the
+# simple way: `num_heads` independent causal attention modules, whose outputs are concatenated.
+# Write that `MultiHeadAttentionWrapper`:
+#
+# * `__init__(d_in, d_out, context_length, dropout, num_heads, qkv_bias=False)` stores in
+#   `self.heads` an `nn.ModuleList` of `num_heads` modules
+#   `CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)` (the course's, given below:
+#   you may call it);
+# * `forward(x)`, for `x` of shape `(batch, num_tokens, d_in)`, runs every head on `x` and
+#   concatenates their outputs along the last dimension: shape
+#   `(batch, num_tokens, num_heads * d_out)`, head 0's features first.
+#
+# Then answer the book's exercise 3.2: with `d_in=3` and `num_heads=2`, the outputs have
+# `2 * d_out` features, 4 in the chapter. Set `d_out_for_2d` to the `d_out` that makes them
+# two-dimensional (2 features per token) while keeping `num_heads=2`, without changing the class:
+# the function `d_out_for_2d()` returns it (an `int`).
+
+# %% nbgrader={"grade": false, "grade_id": "ex8_wrapper_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
+from reference_impl.attention import CausalAttention  # given: you may call it
+
+
+class MultiHeadAttentionWrapper(nn.Module):
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.heads = nn.ModuleList(
+            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias) for _ in range(num_heads)]
+        )
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        return torch.cat([head(x) for head in self.heads], dim=-1)
+        ### END SOLUTION
+
+
+def d_out_for_2d():
+    ### BEGIN SOLUTION
+    return 1  # each of the 2 heads gives 1 feature per token: 2 in all
+    ### END SOLUTION
+
+# %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex8_wrapper_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Exercise 8: checks (2 points). Run this cell to test your code.
+# Do not edit it: grading restores the original and adds hidden checks.
+from reference_impl import attention as reference
+
+given = (reference.CausalAttention,)
+batch = torch.stack((book_inputs(), book_inputs().flip(0)))  # (2, 6, 3)
+torch.manual_seed(123)
+expected_module = reference.MultiHeadAttentionWrapper(d_in=3, d_out=2, context_length=6, dropout=0.0, num_heads=2)
+with forbid_reference_impl(allowed=given):
+    wrapper = MultiHeadAttentionWrapper(d_in=3, d_out=2, context_length=6, dropout=0.0, num_heads=2)
+expect_true(not isinstance(wrapper, reference.MultiHeadAttentionWrapper),
+            "your MultiHeadAttentionWrapper is the course's: write your own class")
+expect_true(isinstance(getattr(wrapper, "heads", None), nn.ModuleList) and len(wrapper.heads) == 2,
+            "MultiHeadAttentionWrapper(..., num_heads=2).heads should be an nn.ModuleList of 2 CausalAttention "
+            "modules (a Python list hides them from .parameters() and load_state_dict)")
+with forbid_reference_impl(allowed=given):
+    wrapper.load_state_dict(expected_module.state_dict())
+    context_vecs = wrapper(batch)
+expect_shape(context_vecs, (2, 6, 4), "MultiHeadAttentionWrapper(d_in=3, d_out=2, num_heads=2)(batch)",
+             hint="concatenate the heads' outputs along the last dimension: torch.cat([...], dim=-1)")
+expect_close(context_vecs, expected_module(batch), "MultiHeadAttentionWrapper(d_in=3, d_out=2, num_heads=2)(batch)",
+             hint="run every head on the same x and concatenate in order, head 0 first, along dim=-1")
+with forbid_reference_impl(allowed=given):
+    d_out = d_out_for_2d()
+expect_type(d_out, int, "d_out_for_2d()")
+with forbid_reference_impl(allowed=given):
+    context_2d = MultiHeadAttentionWrapper(d_in=3, d_out=d_out, context_length=6, dropout=0.0, num_heads=2)(batch)
+expect_shape(context_2d, (2, 6, 2), f"the outputs with d_out=d_out_for_2d()={d_out} and num_heads=2",
+             hint="the wrapper concatenates num_heads outputs of d_out features each: num_heads * d_out = 2")
+print("Exercise 8: the visible checks pass (grading runs more).")
+### BEGIN HIDDEN TESTS
+for d_in, d_out, num_heads, qkv_bias, num_tokens in [(5, 3, 4, True, 7), (4, 1, 1, False, 1)]:
+    torch.manual_seed(321)
+    expected_module = reference.MultiHeadAttentionWrapper(d_in, d_out, 8, 0.0, num_heads, qkv_bias)
+    x = torch.randn(3, num_tokens, d_in)
+    with forbid_reference_impl(allowed=given):
+        wrapper = MultiHeadAttentionWrapper(d_in, d_out, 8, 0.0, num_heads, qkv_bias)
+        wrapper.load_state_dict(expected_module.state_dict())
+        context_vecs = wrapper(x)
+    expect_close(context_vecs, expected_module(x),
+                 f"MultiHeadAttentionWrapper(d_in={d_in}, d_out={d_out}, num_heads={num_heads}, qkv_bias={qkv_bias}) "
+                 f"on {num_tokens} tokens")
+expect_equal(d_out, 1, "d_out_for_2d()")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 9 (1 point): predict before you run
+#
+# Answer three questions about this chapter's ideas: in the function `predictions()` below,
+# replace each `None` by your answer (and delete the `raise NotImplementedError()` line).
+# Think first, then check your answers with a few lines of code if you like. The visible
+# checks only check the kind of each answer; grading checks the values.
+#
+# 1. `answer_first_token_weight` (a `float`): in causal attention, after the mask and the
+#    softmax, how much weight does the first token of a sequence give to itself?
+# 2. `answer_scale` (a `float`): `MultiHeadAttention(d_in=768, d_out=768, context_length=1024,
+#    dropout=0.1, num_heads=12)` divides the attention scores by what number before the softmax?
+# 3. `answer_mha_parameters` (an `int`): how many trainable parameters does that
+#    `MultiHeadAttention` (with `qkv_bias=False`, as in exercise 6) have? Its causal mask is
+#    a buffer, not a parameter.
+
+# %% nbgrader={"grade": false, "grade_id": "ex9_predictions_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def predictions():
+    answer_first_token_weight = None  # a float
+    answer_scale = None  # a float
+    answer_mha_parameters = None  # an int
+    ### BEGIN SOLUTION
+    answer_first_token_weight = 1.0  # it may only look at itself: the softmax of one score is 1
+    answer_scale = 8.0  # sqrt(head_dim) = sqrt(768 / 12) = sqrt(64)
+    answer_mha_parameters = 4 * 768 * 768 + 768  # W_query, W_key, W_value, out_proj and its bias: 2,360,064
+    ### END SOLUTION
+    return answer_first_token_weight, answer_scale, answer_mha_parameters
+
+# %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex9_predictions_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Exercise 9: checks (1 point). Run this cell to test your code.
+# Do not edit it: grading restores the original and adds hidden checks.
+with forbid_reference_impl():
+    answer_first_token_weight, answer_scale, answer_mha_parameters = predictions()
+expect_type(answer_first_token_weight, (int, float), "answer_first_token_weight")
+expect_true(0 <= answer_first_token_weight <= 1,
+            f"answer_first_token_weight is {answer_first_token_weight}: an attention weight is between 0 and 1")
+expect_type(answer_scale, (int, float), "answer_scale")
+expect_true(answer_scale > 0, f"answer_scale is {answer_scale}: the scores are divided by a positive number")
+expect_type(answer_mha_parameters, int, "answer_mha_parameters")
+expect_true(answer_mha_parameters > 0, f"answer_mha_parameters is {answer_mha_parameters}: count the weights and biases")
+print("Exercise 9: the visible checks pass (grading runs more).")
+### BEGIN HIDDEN TESTS
+from reference_impl import attention as reference
+
+expect_close(torch.tensor(float(answer_first_token_weight)), torch.tensor(1.0), "answer_first_token_weight")
+expect_close(torch.tensor(float(answer_scale)), torch.tensor(64**0.5), "answer_scale")
+expected = sum(p.numel() for p in reference.MultiHeadAttention(768, 768, 1024, 0.1, 12).parameters())
+expect_equal(answer_mha_parameters, expected, "answer_mha_parameters")
 ### END HIDDEN TESTS
 
 # %% [markdown]

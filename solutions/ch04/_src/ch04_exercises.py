@@ -22,9 +22,11 @@
 # GELU and feed-forward parts of a transformer block, the block itself, the whole GPT model,
 # how many parameters it has, and the loop that makes it generate text. The checks use tiny
 # configurations and random weights: no pretrained weights are needed, and each check runs in
-# about a second.
+# about a second. Exercises 8, 9 and 10 are the book's exercises 4.1 (where the parameters
+# are), 4.3 (a dropout rate for each place) and A.3 (the parameters of appendix A's network);
+# the last one asks you to predict a few results before you run them.
 #
-# Exercises 4 and 6 give you the course's versions of the parts they build on (from
+# Exercises 4, 6 and 9 give you the course's versions of the parts they build on (from
 # `reference_impl`), so that each exercise is graded on its own; you may call those parts,
 # and only those, where the exercise says so.
 #
@@ -54,6 +56,10 @@
 # | 5. Counting the parameters of a GPT | 2 |
 # | 6. The GPT model | 3 |
 # | 7. Generating text, greedily | 3 |
+# | 8. Attention or feed-forward: where are the parameters? | 1 |
+# | 9. A dropout rate for each place | 2 |
+# | 10. The network of appendix A and its parameters | 2 |
+# | 11. Predict before you run | 1 |
 
 # %% deletable=false editable=false nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # Setup: run this cell first.
@@ -90,6 +96,21 @@ def tiny_config(**changes):
     """A small GPTConfig for quick experiments and checks; keyword arguments change fields."""
     cfg = GPTConfig(vocab_size=50, context_length=8, emb_dim=8, n_heads=2, n_layers=1, drop_rate=0.0, qkv_bias=False)
     return cfg.replace(**changes)
+
+
+def known_mistake(actual, expected, mistakes):
+    """The explanation of the first known mistake whose output ``actual`` equals (within float
+    rounding) while the expected output differs from it, or None. ``mistakes`` is a list of
+    (the output that mistake gives, explanation)."""
+
+    def same(a, b):
+        return (isinstance(a, torch.Tensor) and a.shape == b.shape
+                and torch.allclose(a.detach(), b.detach(), rtol=1e-5, atol=1e-6, equal_nan=True))
+
+    for output, explanation in mistakes:
+        if same(actual, output) and not same(expected, output):
+            return explanation
+    return None
 
 
 print("GPT_CONFIG_124M:", GPT_CONFIG_124M)
@@ -150,9 +171,39 @@ with torch.no_grad():  # random scale and shift, so that both must be applied
     expected_module.shift.normal_()
 with forbid_reference_impl(), no_layer_norm:
     ln.load_state_dict(expected_module.state_dict())
-    out = ln(batch)
-expect_close(out, expected_module(batch), "LayerNorm(5)(batch) with random scale and shift",
-             hint="norm_x = (x - mean) / torch.sqrt(var + self.eps), then return self.scale * norm_x + self.shift")
+
+
+def expect_layer_norm(x, what):
+    """Run your LayerNorm(5) on x and compare with the reference, naming known mistakes."""
+    with forbid_reference_impl(), no_layer_norm:
+        out = ln(x)
+    expected = expected_module(x)
+    deviation, var = x - x.mean(dim=-1, keepdim=True), x.var(dim=-1, keepdim=True, unbiased=False)
+    scale, shift = expected_module.scale.detach(), expected_module.shift.detach()
+    mistake = known_mistake(out, expected, [
+        (scale * deviation / torch.sqrt(var) + shift,
+         "it matches (x - mean) / torch.sqrt(var) without eps: add eps inside the square root, "
+         "torch.sqrt(var + self.eps), which keeps the division finite when the variance is 0"),
+        (scale * deviation / (torch.sqrt(var) + 1e-5) + shift,
+         "it matches (x - mean) / (torch.sqrt(var) + eps): eps belongs inside the square root, "
+         "torch.sqrt(var + self.eps), as GPT-2 computes it"),
+        (scale * deviation / torch.sqrt(x.var(dim=-1, keepdim=True) + 1e-5) + shift,
+         "it matches the unbiased variance (dividing by n - 1): use x.var(dim=-1, keepdim=True, unbiased=False)"),
+        (deviation / torch.sqrt(var + 1e-5),
+         "it matches norm_x without the trainable scale and shift: return self.scale * norm_x + self.shift"),
+    ])
+    expect_true(mistake is None, f"LayerNorm(5) on {what}: {mistake}")
+    expect_true(bool(torch.isfinite(out).all()), f"LayerNorm(5) gives NaN or inf for {what}: "
+                "add eps inside the square root, torch.sqrt(var + self.eps)")
+    expect_close(out, expected, f"LayerNorm(5) on {what}", atol=1e-5,
+                 hint="norm_x = (x - mean) / torch.sqrt(var + self.eps) with the biased variance, "
+                      "then return self.scale * norm_x + self.shift")
+
+
+expect_layer_norm(batch, "the batch, with random scale and shift")
+# Where eps goes matters most when the variance is about as small as eps (1e-5), or 0.
+expect_layer_norm(3e-3 * torch.randn(3, 5), "inputs with a tiny variance (about 1e-5, as small as eps)")
+expect_layer_norm(torch.full((2, 5), 7.0), "rows whose features are all equal (variance 0)")
 print("Exercise 1: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 torch.manual_seed(321)
@@ -369,6 +420,28 @@ expected_block = reference.TransformerBlock(cfg)
 expected_block.load_state_dict(block.state_dict())
 expect_close(out, expected_block(x), "TransformerBlock(cfg)(x)", atol=1e-5,
              hint="x = x + drop_shortcut(att(norm1(x))), then x = x + drop_shortcut(ff(norm2(x)))")
+cfg = tiny_config(drop_rate=0.5)  # dropout on in training mode, off after .eval()
+torch.manual_seed(123)
+block = TransformerBlock(cfg)
+expected_block = reference.TransformerBlock(cfg)
+expected_block.load_state_dict(block.state_dict())
+expected_block.att = copy.deepcopy(block.att)  # the same attention module: the same seed drops the same weights
+with forbid_reference_impl(allowed=given):
+    block.eval()
+    out = block(x)
+expect_close(out, expected_block.eval()(x), "TransformerBlock(tiny_config(drop_rate=0.5)).eval()(x)", atol=1e-5,
+             hint="in eval mode dropout must be off: apply the module self.drop_shortcut, which .eval() turns off "
+                  "(F.dropout(x, p) keeps dropping in eval mode unless you pass training=self.training)")
+expected_block.train()
+torch.manual_seed(1)
+expected = expected_block(x)
+with forbid_reference_impl(allowed=given):
+    block.train()
+    torch.manual_seed(1)
+    out = block(x)
+expect_close(out, expected, "TransformerBlock(tiny_config(drop_rate=0.5)) in training mode, after torch.manual_seed(1)",
+             atol=1e-5, hint="apply self.drop_shortcut to each sub-layer's output, before adding it to the shortcut "
+                             "(once after att, once after ff; not to the sum)")
 print("Exercise 4: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 for cfg in [tiny_config(emb_dim=16, n_heads=4, qkv_bias=True, drop_rate=0.5), tiny_config(context_length=4)]:
@@ -512,8 +585,50 @@ with forbid_reference_impl(allowed=given):
     logits = model(in_idx)
 expect_shape(logits, (2, 5, 60), "GPTModel(cfg)(in_idx) for 2 sequences of 5 tokens",
              hint="(batch, num_tokens, vocab_size): finish with out_head")
-expect_close(logits, expected_model(in_idx), "the logits of GPTModel(cfg)(in_idx)",
-             hint="tok_emb(in_idx) + pos_emb(torch.arange(num_tokens)), drop_emb, trf_blocks, final_norm, out_head")
+
+
+def without(model, **changes):
+    """A copy of ``model`` with some parts replaced: the output of a known mistake."""
+    changed = copy.deepcopy(model)
+    for name, part in changes.items():
+        setattr(changed, name, part)
+    return changed
+
+
+def expect_gpt_logits(logits, expected_model, in_idx, what, seed=None):
+    """Compare with the reference model; on a difference, name the step that is missing."""
+    zero_positions = nn.Embedding(*expected_model.pos_emb.weight.shape)
+    nn.init.zeros_(zero_positions.weight)
+    mistakes = [("the final layer norm is missing: apply self.final_norm after the blocks, before out_head",
+                 without(expected_model, final_norm=nn.Identity())),
+                ("the position embeddings are missing: add self.pos_emb(torch.arange(num_tokens, "
+                 "device=in_idx.device)) to the token embeddings", without(expected_model, pos_emb=zero_positions)),
+                ("the dropout of the embeddings is missing: apply self.drop_emb to tok_emb(...) + pos_emb(...) "
+                 "before the blocks", without(expected_model, drop_emb=nn.Identity())),
+                ("the transformer blocks are missing: run x through self.trf_blocks",
+                 without(expected_model, trf_blocks=nn.Sequential()))]
+    outputs = []
+    for explanation, model in mistakes + [(None, expected_model)]:
+        if seed is not None:
+            torch.manual_seed(seed)
+        outputs.append((model(in_idx), explanation))
+    mistake = known_mistake(logits, outputs[-1][0], outputs[:-1])
+    expect_true(mistake is None, f"{what}: {mistake}")
+    expect_close(logits, outputs[-1][0], what,
+                 hint="tok_emb(in_idx) + pos_emb(torch.arange(num_tokens)), drop_emb, trf_blocks, final_norm, out_head")
+
+
+expect_gpt_logits(logits, expected_model, in_idx, "the logits of GPTModel(cfg)(in_idx)")
+cfg = cfg.replace(drop_rate=0.5)  # dropout on, in training mode: the same seed drops the same values
+torch.manual_seed(123)
+model = GPTModel(cfg)
+expected_model = reference.GPTModel(cfg)
+expected_model.load_state_dict(model.state_dict())
+with forbid_reference_impl(allowed=given):
+    torch.manual_seed(1)
+    logits = model(in_idx)
+expect_gpt_logits(logits, expected_model, in_idx, "the logits of GPTModel(tiny_config(drop_rate=0.5)) in "
+                  "training mode, after torch.manual_seed(1)", seed=1)
 print("Exercise 6: the visible checks pass (grading runs more).")
 ### BEGIN HIDDEN TESTS
 for cfg, in_idx in [(tiny_config(vocab_size=60, emb_dim=16, n_heads=4, n_layers=3, drop_rate=0.1, qkv_bias=True),
@@ -598,6 +713,292 @@ for prompt, max_new_tokens, context_size in [
     expect_equal(out, expected, f"generate_text_simple for a prompt of shape {tuple(prompt.shape)}, "
                  f"max_new_tokens={max_new_tokens}, context_size={context_size}",
                  hint="crop the input to its last context_size tokens at every step")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 8 (1 point): attention or feed-forward: where are the parameters?
+#
+# The book's exercise 4.1: compare the number of parameters of the feed-forward module and of
+# the multi-head attention module of one transformer block. Write
+# `count_sublayer_parameters(block)`, which takes a transformer block (the course's
+# `TransformerBlock`, with its attention in `block.att` and its feed-forward module in
+# `block.ff`) and returns the pair of `int`s `(attention_parameters, feed_forward_parameters)`:
+# the number of values in the parameters of each (`p.numel()` summed over `.parameters()`).
+#
+# For a block of GPT-2 small (`GPT_CONFIG_124M`) the answer is `(2360064, 4722432)`: the
+# feed-forward module holds twice as many parameters as the attention module.
+
+# %% nbgrader={"grade": false, "grade_id": "ex8_sublayer_parameters_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def count_sublayer_parameters(block):
+    ### BEGIN SOLUTION
+    attention = sum(p.numel() for p in block.att.parameters())
+    feed_forward = sum(p.numel() for p in block.ff.parameters())
+    return attention, feed_forward
+    ### END SOLUTION
+
+
+# %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex8_sublayer_parameters_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Exercise 8: checks (1 point). Run this cell to test your code.
+# Do not edit it: grading restores the original and adds hidden checks.
+from reference_impl import model as reference
+
+block = reference.TransformerBlock(GPT_CONFIG_124M)
+with forbid_reference_impl():
+    counts = count_sublayer_parameters(block)
+expect_type(counts, (tuple, list), "count_sublayer_parameters(block)")
+expect_equal(len(counts), 2, "the number of results of count_sublayer_parameters(block)",
+             hint="return the pair (attention_parameters, feed_forward_parameters)")
+expect_type(counts[0], int, "attention_parameters")
+expect_equal(counts[0], 2_360_064, "the attention parameters of a GPT-2 small block",
+             hint="sum p.numel() over block.att.parameters(): W_query, W_key, W_value and out_proj with its bias")
+expect_equal(counts[1], 4_722_432, "the feed-forward parameters of a GPT-2 small block",
+             hint="sum p.numel() over block.ff.parameters(): two linear layers with their biases")
+print("Exercise 8: the visible checks pass (grading runs more).")
+### BEGIN HIDDEN TESTS
+for cfg in [tiny_config(qkv_bias=True), tiny_config(emb_dim=12, n_heads=3), tiny_config(emb_dim=64, n_heads=4)]:
+    block = reference.TransformerBlock(cfg)
+    with forbid_reference_impl():
+        counts = count_sublayer_parameters(block)
+    expected = (reference.count_parameters(block.att), reference.count_parameters(block.ff))
+    expect_equal(tuple(counts), expected, f"count_sublayer_parameters of a block of {cfg}")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 9 (2 points): a dropout rate for each place
+#
+# The book's exercise 4.3: the GPT model uses one dropout rate, `cfg.drop_rate`, in three
+# places: after the embeddings (`model.drop_emb`), on the attention weights (each block's
+# `att`) and on the shortcut connections (each block's `drop_shortcut`). Write
+# `set_dropout_rates(model, drop_rate_emb, drop_rate_attn, drop_rate_shortcut)`, which gives
+# each place its own rate in an existing course `GPTModel` (`reference_impl.model.GPTModel`):
+#
+# * set the probability `p` of the `nn.Dropout` `model.drop_emb` to `drop_rate_emb`, and in
+#   every block of `model.trf_blocks`, that of `block.drop_shortcut` to `drop_rate_shortcut`
+#   (an `nn.Dropout` reads its `p` at each call, so changing it is enough; the weights stay as
+#   they are);
+# * the course's blocks use the fused attention of chapter 3 (`FusedMultiHeadAttention`),
+#   which passes its rate to `F.scaled_dot_product_attention`: it keeps it as a plain float in
+#   `block.att.dropout`. Set that float to `drop_rate_attn` in every block;
+# * check each rate: a rate outside `[0, 1)` raises `ValueError` with a message that names it
+#   (e.g. `"drop_rate_attn must be in [0, 1), got 1.5"`), before any rate is changed;
+# * return `model` (the same object).
+
+# %% nbgrader={"grade": false, "grade_id": "ex9_dropout_rates_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def set_dropout_rates(model, drop_rate_emb, drop_rate_attn, drop_rate_shortcut):
+    ### BEGIN SOLUTION
+    rates = {"drop_rate_emb": drop_rate_emb, "drop_rate_attn": drop_rate_attn, "drop_rate_shortcut": drop_rate_shortcut}
+    for name, rate in rates.items():
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {rate!r}")
+    model.drop_emb.p = drop_rate_emb
+    for block in model.trf_blocks:
+        block.att.dropout = drop_rate_attn  # a float: the fused attention's dropout_p
+        block.drop_shortcut.p = drop_rate_shortcut
+    return model
+    ### END SOLUTION
+
+
+# %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex9_dropout_rates_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Exercise 9: checks (2 points). Run this cell to test your code.
+# Do not edit it: grading restores the original and adds hidden checks.
+from reference_impl import model as reference
+
+
+def dropout_rates(model):
+    """(emb, [attention rates], [shortcut rates]) of a course GPTModel."""
+    return (model.drop_emb.p, [block.att.dropout for block in model.trf_blocks],
+            [block.drop_shortcut.p for block in model.trf_blocks])
+
+
+torch.manual_seed(123)
+model = reference.GPTModel(tiny_config(n_layers=2, drop_rate=0.1))
+weights = copy.deepcopy(model.state_dict())
+with forbid_reference_impl():
+    returned = set_dropout_rates(model, 0.2, 0.3, 0.4)
+expect_true(returned is model, "set_dropout_rates should return the model it was given (the same object)")
+emb, attn, shortcut = dropout_rates(model)
+expect_true(emb == 0.2, f"model.drop_emb.p is {emb}, expected drop_rate_emb = 0.2")
+expect_equal(attn, [0.3, 0.3], "the rates of the attention dropouts, block.att.dropout of each block",
+             hint="set the float block.att.dropout in every block of model.trf_blocks to drop_rate_attn")
+expect_equal(shortcut, [0.4, 0.4], "the rates of the shortcut dropouts, block.drop_shortcut.p of each block",
+             hint="set it in every block of model.trf_blocks to drop_rate_shortcut")
+expect_true(all(torch.equal(weights[name], value) for name, value in model.state_dict().items()),
+            "set_dropout_rates changed the model's weights: change only the dropout rates")
+for bad in [(1.5, 0.1, 0.1, "drop_rate_emb"), (0.1, 1.0, 0.1, "drop_rate_attn"), (0.1, 0.1, -0.1, "drop_rate_shortcut")]:
+    try:
+        with forbid_reference_impl():
+            set_dropout_rates(model, *bad[:3])
+    except ValueError as error:
+        expect_true(bad[3] in str(error), f"set_dropout_rates(model, {bad[0]}, {bad[1]}, {bad[2]}) raised "
+                    f"ValueError({str(error)!r}): the message should name the bad rate, {bad[3]}")
+    else:
+        raise CheckFailed(f"set_dropout_rates(model, {bad[0]}, {bad[1]}, {bad[2]}) should raise ValueError: "
+                          f"{bad[3]} is outside [0, 1)")
+    expect_equal(list(dropout_rates(model)), [0.2, [0.3, 0.3], [0.4, 0.4]],
+                 f"the rates after the bad call set_dropout_rates(model, {bad[0]}, {bad[1]}, {bad[2]})",
+                 hint="check every rate before changing any")
+print("Exercise 9: the visible checks pass (grading runs more).")
+### BEGIN HIDDEN TESTS
+torch.manual_seed(321)
+model = reference.GPTModel(tiny_config(n_layers=3, drop_rate=0.0))
+with forbid_reference_impl():
+    set_dropout_rates(model, 0.0, 0.5, 0.25)
+expect_equal(list(dropout_rates(model)), [0.0, [0.5] * 3, [0.25] * 3], "the rates of a model with 3 blocks")
+# In training mode, the model now drops like a model whose every dropout has its own rate.
+expected_model = copy.deepcopy(model)
+expected_model.drop_emb = nn.Dropout(0.0)
+for block in expected_model.trf_blocks:
+    block.att.dropout = 0.5
+    block.drop_shortcut = nn.Dropout(0.25)
+idx = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+torch.manual_seed(1)
+expected = expected_model(idx)
+torch.manual_seed(1)
+expect_close(model(idx), expected, "the logits in training mode after set_dropout_rates(model, 0.0, 0.5, 0.25)")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 10 (2 points): the network of appendix A and its parameters
+#
+# Appendix A trains a small multilayer perceptron. Write it, and the function that counts its
+# trainable parameters (the book's exercise A.3):
+#
+# * `NeuralNetwork(num_inputs, num_outputs)`: an `nn.Module` whose `self.layers` is an
+#   `nn.Sequential` of `nn.Linear(num_inputs, 30)`, `nn.ReLU()`, `nn.Linear(30, 20)`,
+#   `nn.ReLU()`, `nn.Linear(20, num_outputs)` (all with biases); `forward(x)` returns
+#   `self.layers(x)`, the logits (no softmax);
+# * `count_trainable_parameters(model)`: the number of values (an `int`) in the parameters of
+#   any module that have `requires_grad=True` (a frozen parameter does not count).
+#
+# How many trainable parameters has `NeuralNetwork(50, 3)`? Work it out by hand first: each
+# `nn.Linear(a, b)` has `a * b` weights and `b` biases.
+
+# %% nbgrader={"grade": false, "grade_id": "ex10_appendix_network_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class NeuralNetwork(nn.Module):
+    def __init__(self, num_inputs, num_outputs):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.layers = nn.Sequential(
+            nn.Linear(num_inputs, 30),  # the first hidden layer
+            nn.ReLU(),
+            nn.Linear(30, 20),  # the second hidden layer
+            nn.ReLU(),
+            nn.Linear(20, num_outputs),  # the output layer
+        )
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        return self.layers(x)
+        ### END SOLUTION
+
+
+def count_trainable_parameters(model):
+    ### BEGIN SOLUTION
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    ### END SOLUTION
+
+
+# %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex10_appendix_network_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Exercise 10: checks (2 points). Run this cell to test your code.
+# Do not edit it: grading restores the original and adds hidden checks.
+def appendix_network(num_inputs, num_outputs):
+    """Appendix A's network as one nn.Sequential, to compare with."""
+    return nn.Sequential(nn.Linear(num_inputs, 30), nn.ReLU(), nn.Linear(30, 20), nn.ReLU(),
+                         nn.Linear(20, num_outputs))
+
+
+torch.manual_seed(123)
+expected_layers = appendix_network(50, 3)
+with forbid_reference_impl():
+    network = NeuralNetwork(50, 3)
+expect_equal({name: tuple(p.shape) for name, p in network.state_dict().items()},
+             {f"layers.{name}": tuple(p.shape) for name, p in expected_layers.state_dict().items()},
+             "the parameters of NeuralNetwork(50, 3) (name: shape)",
+             hint="self.layers = nn.Sequential(nn.Linear(num_inputs, 30), nn.ReLU(), nn.Linear(30, 20), nn.ReLU(), "
+                  "nn.Linear(20, num_outputs))")
+x = torch.randn(4, 50)
+with forbid_reference_impl():
+    network.load_state_dict({f"layers.{name}": p for name, p in expected_layers.state_dict().items()})
+    logits = network(x)
+expect_close(logits, expected_layers(x), "NeuralNetwork(50, 3)(x) for x of shape (4, 50)",
+             hint="return the logits self.layers(x): ReLU between the layers, no softmax at the end")
+with forbid_reference_impl():
+    n_trainable = count_trainable_parameters(network)
+expect_type(n_trainable, int, "count_trainable_parameters(NeuralNetwork(50, 3))")
+expect_equal(n_trainable, 2213, "count_trainable_parameters(NeuralNetwork(50, 3))",
+             hint="sum p.numel() over model.parameters(): 50*30 + 30 + 30*20 + 20 + 20*3 + 3")
+network.layers[0].requires_grad_(False)  # freeze the first layer: 1,530 parameters
+with forbid_reference_impl():
+    n_trainable = count_trainable_parameters(network)
+expect_equal(n_trainable, 2213 - 1530, "count_trainable_parameters after freezing the first layer",
+             hint="count only the parameters with p.requires_grad")
+print("Exercise 10: the visible checks pass (grading runs more).")
+### BEGIN HIDDEN TESTS
+for num_inputs, num_outputs in [(2, 2), (784, 10)]:
+    with forbid_reference_impl():
+        n_trainable = count_trainable_parameters(NeuralNetwork(num_inputs, num_outputs))
+    expected = sum(p.numel() for p in appendix_network(num_inputs, num_outputs).parameters())
+    expect_equal(n_trainable, expected, f"count_trainable_parameters(NeuralNetwork({num_inputs}, {num_outputs}))")
+torch.manual_seed(321)
+model = reference_impl.model.GPTModel(tiny_config(n_layers=2))
+for p in model.trf_blocks[0].parameters():
+    p.requires_grad_(False)
+with forbid_reference_impl():
+    n_trainable = count_trainable_parameters(model)
+expect_equal(n_trainable, reference_impl.model.count_parameters(model, trainable_only=True),
+             "count_trainable_parameters of a tiny GPT with its first block frozen")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 11 (1 point): predict before you run
+#
+# Answer three questions about this chapter's model: in the function `predictions()` below,
+# replace each `None` by your answer (and delete the `raise NotImplementedError()` line).
+# Think first, then check your answers with a few lines of code if you like. The visible
+# checks only check the kind of each answer; grading checks the values.
+#
+# 1. `answer_logits_shape` (a tuple of 3 `int`s): the shape of `GPTModel(GPT_CONFIG_124M)(batch)`
+#    for a batch of 2 texts of 4 token ids each.
+# 2. `answer_out_head_parameters` (an `int`): the number of parameters of the output head of
+#    that model (an `nn.Linear` without bias, not shared with the token embedding).
+# 3. `answer_layer_norm_axis` (one of `"a"`, `"b"`, `"c"`): over which values does a GPT's
+#    `LayerNorm` compute each mean and variance?
+#    * `"a"`: over the batch: the same feature of every sequence of the batch;
+#    * `"b"`: over the tokens: the same feature of every token of a sequence;
+#    * `"c"`: over the features: the `emb_dim` values of one token.
+
+# %% nbgrader={"grade": false, "grade_id": "ex11_predictions_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def predictions():
+    answer_logits_shape = None  # a tuple of 3 ints
+    answer_out_head_parameters = None  # an int
+    answer_layer_norm_axis = None  # "a", "b" or "c"
+    ### BEGIN SOLUTION
+    answer_logits_shape = (2, 4, 50257)  # (batch, num_tokens, vocab_size): a logit per vocabulary entry and token
+    answer_out_head_parameters = 768 * 50257  # 38,597,376
+    answer_layer_norm_axis = "c"  # dim=-1: each token is normalised on its own
+    ### END SOLUTION
+    return answer_logits_shape, answer_out_head_parameters, answer_layer_norm_axis
+
+# %% deletable=false editable=false nbgrader={"grade": true, "grade_id": "ex11_predictions_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Exercise 11: checks (1 point). Run this cell to test your code.
+# Do not edit it: grading restores the original and adds hidden checks.
+with forbid_reference_impl():
+    answer_logits_shape, answer_out_head_parameters, answer_layer_norm_axis = predictions()
+expect_type(answer_logits_shape, (tuple, list, torch.Size), "answer_logits_shape")
+expect_true(len(answer_logits_shape) == 3 and all(isinstance(n, int) for n in answer_logits_shape),
+            f"answer_logits_shape is {answer_logits_shape!r}: write a shape as a tuple of 3 ints, (a, b, c)")
+expect_type(answer_out_head_parameters, int, "answer_out_head_parameters")
+expect_true(answer_out_head_parameters > 0,
+            f"answer_out_head_parameters is {answer_out_head_parameters}: count the weights of the head")
+expect_true(answer_layer_norm_axis in ("a", "b", "c"),
+            f"answer_layer_norm_axis is {answer_layer_norm_axis!r}: set it to one of the strings 'a', 'b' or 'c'")
+print("Exercise 11: the visible checks pass (grading runs more).")
+### BEGIN HIDDEN TESTS
+expect_equal(tuple(answer_logits_shape), (2, 4, GPT_CONFIG_124M.vocab_size), "answer_logits_shape")
+expect_equal(answer_out_head_parameters, GPT_CONFIG_124M.emb_dim * GPT_CONFIG_124M.vocab_size,
+             "answer_out_head_parameters")
+expect_equal(answer_layer_norm_axis, "c", "answer_layer_norm_axis")
 ### END HIDDEN TESTS
 
 # %% [markdown]
