@@ -22,6 +22,7 @@ to the kernel and the lexer, so an unchanged chapter gives the same file every t
 from __future__ import annotations
 
 import argparse
+import html
 import os
 import sys
 from dataclasses import dataclass
@@ -180,13 +181,40 @@ def execute(path: Path, timeout: int = 1800) -> None:
         record_timing=False,
     )
     client.execute()
+    widgets = notebook.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     notebook.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": dict(LANGUAGE_INFO)}
     for cell in notebook.cells:
         if cell.cell_type == "code":
-            cell.outputs = coalesce_streams(cell.outputs)
+            cell.outputs = [progress_bar_as_text(output, widgets) for output in coalesce_streams(cell.outputs)]
     nbformat.validate(notebook)
     nbformat.write(notebook, pair.notebook)
     sync([pair.notebook])  # the sources did not change: this only renews the text's timestamp
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def progress_bar_as_text(output, widgets: dict):
+    """A tqdm progress bar shown as a widget, as the text of its final state.
+
+    In JupyterLab ``tqdm.auto`` draws a widget; a stored notebook keeps only the widget's
+    first text (``0%| | 0/116``) unless it also keeps the widgets' state, which the book could
+    only show with JavaScript from a CDN. So the bar is stored as the text tqdm prints in a
+    terminal when it ends: ``Ep 1/1: 100%|##########| 116/116 [00:24<00:00, loss=2.565]``.
+    Other outputs are returned unchanged.
+    """
+    view = output.get("data", {}).get(WIDGET_VIEW) if output.get("output_type") == "display_data" else None
+    box = widgets.get(view.get("model_id", ""), {}) if view else {}
+    children = [widgets.get(child.removeprefix("IPY_MODEL_"), {}) for child in box.get("state", {}).get("children", [])]
+    kinds = [child.get("model_name") for child in children]
+    if kinds != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+        return output
+    left, bar, right = (child.get("state", {}) for child in children)
+    fraction = min(max(bar.get("value", 0) / bar.get("max", 1), 0.0), 1.0) if bar.get("max") else 0.0
+    filled = int(10 * fraction)
+    text = f"{html.unescape(left.get('value', ''))}|{'█' * filled}{' ' * (10 - filled)}|{html.unescape(right.get('value', ''))}"
+    return nbformat.v4.new_output("display_data", data={"text/plain": text.strip()})
 
 
 def coalesce_streams(outputs: list) -> list:

@@ -177,3 +177,18 @@ def test_every_set_explains_the_rules_in_the_same_words():
     first = next(iter(texts.values()))
     different = [path for path, text in texts.items() if text != first]
     assert not different, f"the 'How they work' rules differ from {relative(SOLUTIONS[0])} in: {different}"
+
+
+def test_a_progress_bar_widget_is_stored_as_the_text_of_its_final_state():
+    widgets = {
+        "bar": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"]}},
+        "l": {"model_name": "HTMLModel", "state": {"value": "Ep 1/1: 100%"}},
+        "p": {"model_name": "FloatProgressModel", "state": {"value": 116, "max": 116}},
+        "r": {"model_name": "HTMLModel", "state": {"value": " 116/116 [00:24&lt;00:00, loss=2.565]"}},
+    }
+    view = {"model_id": "bar", "version_major": 2, "version_minor": 0}
+    output = nbformat.v4.new_output("display_data", data={notebooks.WIDGET_VIEW: view, "text/plain": "  0%|  | 0/116"})
+    stored = notebooks.progress_bar_as_text(output, widgets)
+    assert stored.data == {"text/plain": "Ep 1/1: 100%|██████████| 116/116 [00:24<00:00, loss=2.565]"}
+    other = nbformat.v4.new_output("display_data", data={"text/plain": "a plot"})
+    assert notebooks.progress_bar_as_text(other, widgets) is other
