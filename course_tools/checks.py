@@ -38,6 +38,8 @@ __all__ = [
     "expect_true",
     "forbid_reference_impl",
     "expect_own_implementation",
+    "expect_raises",
+    "run_checked",
     "show_warnings_on_stdout",
 ]
 
@@ -240,6 +242,41 @@ def _dtype_kind(dtype: torch.dtype) -> str:
     if dtype.is_floating_point:
         return "floating point"
     return "integer"
+
+
+# ---------------------------------------------------------------------------------------
+# Running the learner's code
+# ---------------------------------------------------------------------------------------
+
+
+def run_checked(function, *args, what: str, hint: str | None = None, allowed=(), **kwargs):
+    """Call the learner's ``function(*args, **kwargs)`` under ``forbid_reference_impl(allowed)``.
+
+    An error in the learner's code becomes a failed check that names the call (``what``) and
+    the error; an unfinished exercise (``NotImplementedError``) stays what it is.
+    """
+    try:
+        with forbid_reference_impl(allowed=allowed):
+            return function(*args, **kwargs)
+    except (NotImplementedError, CheckFailed):
+        raise
+    except Exception as error:
+        raise CheckFailed(_with_hint(f"{what} raised {type(error).__name__}: {error}", hint)) from None
+
+
+def expect_raises(error_type, function, *args, what: str, hint: str | None = None, **kwargs) -> None:
+    """The learner's ``function(*args, **kwargs)`` must raise ``error_type`` (bad input refused)."""
+    try:
+        with forbid_reference_impl():
+            function(*args, **kwargs)
+    except (NotImplementedError, CheckFailed):
+        raise
+    except error_type:
+        return
+    except Exception as error:
+        message = f"{what} raised {type(error).__name__} ({error}), expected {error_type.__name__}"
+        raise CheckFailed(_with_hint(message, hint)) from None
+    raise CheckFailed(_with_hint(f"{what} should raise {error_type.__name__}, but it returned", hint))
 
 
 # ---------------------------------------------------------------------------------------

@@ -17,10 +17,12 @@ from course_tools.checks import (
     expect_close,
     expect_equal,
     expect_own_implementation,
+    expect_raises,
     expect_shape,
     expect_true,
     expect_type,
     forbid_reference_impl,
+    run_checked,
     show_warnings_on_stdout,
 )
 from reference_impl import tokenizer as reference_tokenizer
@@ -419,3 +421,29 @@ def test_show_warnings_on_stdout(monkeypatch, capsys):
     captured = capsys.readouterr()
     assert captured.err == ""
     assert captured.out == "exercise.py:3: UserWarning: careful\n"
+
+
+# --- run_checked, expect_raises ----------------------------------------------------------------
+
+
+def test_run_checked_returns_the_result_and_turns_an_error_into_a_named_failed_check():
+    assert run_checked(lambda x: x + 1, 1, what="f(1)") == 2
+    with pytest.raises(CheckFailed, match=r"^f\(0\) raised ZeroDivisionError: division by zero: divide by len\(x\)$"):
+        run_checked(lambda x: 1 / x, 0, what="f(0)", hint="divide by len(x)")
+    with pytest.raises(NotImplementedError):  # an unfinished exercise stays unfinished
+        run_checked(lambda: (_ for _ in ()).throw(NotImplementedError()), what="f()")
+    with pytest.raises(CheckFailed, match="reference_impl.tokenizer.build_vocab instead of implementing it"):
+        run_checked(reference_tokenizer.build_vocab, "a b", what="build_vocab('a b')")
+
+
+def test_expect_raises_wants_exactly_the_error_asked_for():
+    def refuse(x):
+        if x < 0:
+            raise ValueError("negative")
+        return x
+
+    expect_raises(ValueError, refuse, -1, what="refuse(-1)")
+    with pytest.raises(CheckFailed, match=r"^refuse\(1\) should raise ValueError, but it returned: check x < 0$"):
+        expect_raises(ValueError, refuse, 1, what="refuse(1)", hint="check x < 0")
+    with pytest.raises(CheckFailed, match=r"^refuse\('a'\) raised TypeError \(.*\), expected ValueError$"):
+        expect_raises(ValueError, refuse, "a", what="refuse('a')")

@@ -73,10 +73,12 @@ from course_tools.checks import (
     expect_close,
     expect_equal,
     expect_own_implementation,
+    expect_raises,
     expect_shape,
     expect_true,
     expect_type,
     forbid_reference_impl,
+    run_checked,
     show_warnings_on_stdout,
 )
 from reference_impl.classify import load_sms_spam
@@ -113,31 +115,6 @@ class TokenParityClassifier(nn.Module):
         odd = (input_ids % 2).float()
         return torch.stack((1.0 - odd, odd), dim=-1)
 
-
-def expect_raises(error_type, function, *args, what, hint=None, **kwargs):
-    """`function(*args, **kwargs)` (the learner's code) must raise `error_type`."""
-    try:
-        with forbid_reference_impl():
-            function(*args, **kwargs)
-    except (NotImplementedError, CheckFailed):
-        raise
-    except error_type:
-        return
-    except Exception as error:
-        raise CheckFailed(f"{what} raised {type(error).__name__} ({error}), expected {error_type.__name__}"
-                          + (f"; {hint}" if hint else "")) from None
-    raise CheckFailed(f"{what} should raise {error_type.__name__}, but it returned" + (f"; {hint}" if hint else ""))
-
-
-def run_checked(function, *args, what, hint=None, allowed=(), **kwargs):
-    """Call the learner's `function(*args, **kwargs)`; an unexpected error becomes a failed check."""
-    try:
-        with forbid_reference_impl(allowed=allowed):
-            return function(*args, **kwargs)
-    except (NotImplementedError, CheckFailed):
-        raise
-    except Exception as error:
-        raise CheckFailed(f"{what} raised {type(error).__name__}: {error}" + (f"; {hint}" if hint else "")) from None
 
 
 # %% [markdown]
@@ -319,8 +296,14 @@ from reference_impl import classify as reference
 
 
 def expected_padding(texts, max_length=None, pad_token_id=50256):
-    dataset = reference.SpamDataset([(0, text) for text in texts], tokenizer, max_length, pad_token_id)
-    return torch.tensor(dataset.encoded_texts, dtype=torch.long)
+    # SpamDataset's padding, written out: SpamDataset itself refuses a pad id that ends a
+    # message (its last real token could not be found), which this check uses on purpose.
+    if pad_token_id == 50256:
+        dataset = reference.SpamDataset([(0, text) for text in texts], tokenizer, max_length, pad_token_id)
+        return torch.tensor(dataset.encoded_texts, dtype=torch.long)
+    encoded = [tokenizer.encode(text)[:max_length] for text in texts]
+    length = max_length if max_length is not None else max(len(ids) for ids in encoded)
+    return torch.tensor([ids + [pad_token_id] * (length - len(ids)) for ids in encoded], dtype=torch.long)
 
 
 texts = ["Free entry!", "Hi", "You won a prize, call now"]

@@ -67,10 +67,12 @@ from course_tools.checks import (
     CheckFailed,
     expect_close,
     expect_equal,
+    expect_raises,
     expect_shape,
     expect_true,
     expect_type,
     forbid_reference_impl,
+    run_checked,
     show_warnings_on_stdout,
 )
 from reference_impl.download import use_tiktoken_cache
@@ -85,31 +87,6 @@ IGNORE_INDEX = -100  # the target value that F.cross_entropy skips by default
 data = load_instruction_data()  # dicts with the keys "instruction", "input" and "output"
 print(f"{len(data):,} instruction examples; example 50: {data[50]}")
 
-
-def expect_raises(error_type, function, *args, what, hint=None, **kwargs):
-    """`function(*args, **kwargs)` (the learner's code) must raise `error_type`."""
-    try:
-        with forbid_reference_impl():
-            function(*args, **kwargs)
-    except (NotImplementedError, CheckFailed):
-        raise
-    except error_type:
-        return
-    except Exception as error:
-        raise CheckFailed(f"{what} raised {type(error).__name__} ({error}), expected {error_type.__name__}"
-                          + (f"; {hint}" if hint else "")) from None
-    raise CheckFailed(f"{what} should raise {error_type.__name__}, but it returned" + (f"; {hint}" if hint else ""))
-
-
-def run_checked(function, *args, what, hint=None, allowed=(), **kwargs):
-    """Call the learner's `function(*args, **kwargs)`; an unexpected error becomes a failed check."""
-    try:
-        with forbid_reference_impl(allowed=allowed):
-            return function(*args, **kwargs)
-    except (NotImplementedError, CheckFailed):
-        raise
-    except Exception as error:
-        raise CheckFailed(f"{what} raised {type(error).__name__}: {error}" + (f"; {hint}" if hint else "")) from None
 
 
 # %% [markdown]
