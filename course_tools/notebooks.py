@@ -243,10 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            found = [problem for pair in all_pairs() for problem in problems(pair)]
+            pairs = all_pairs()
+            found = [problem for pair in pairs for problem in problems(pair)]
             for problem in found:
                 print(problem, file=sys.stderr)
-            print(f"{len(all_pairs())} paired notebooks, {len(found)} problems")
+            print(f"{len(pairs)} paired notebooks, {len(found)} problems")
             return 1 if found else 0
         if args.command == "sync":
             sync(args.paths or [pair.notebook for pair in all_pairs()])

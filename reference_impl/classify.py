@@ -359,10 +359,8 @@ def classify_review(
     if not input_ids:
         raise ValueError("the text is empty: give max_length to classify it as padding alone")
     input_tensor = torch.tensor(input_ids, device=device).unsqueeze(0)
-    logits = model(input_tensor)
-    # The message's own length says where it ends (an empty one: position 0, as last_token_index).
-    index = length - 1 if pad_token_id is None else max(num_real - 1, 0)
-    predicted_label = torch.argmax(logits[0, index], dim=-1).item()
+    logits = last_token_logits(model(input_tensor), input_tensor, pad_token_id)
+    predicted_label = torch.argmax(logits[0], dim=-1).item()
     return "spam" if predicted_label == 1 else "not spam"
 
 

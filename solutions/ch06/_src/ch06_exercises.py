@@ -62,7 +62,6 @@ import copy
 import math
 import random
 
-import tiktoken
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -82,12 +81,11 @@ from course_tools.checks import (
     show_warnings_on_stdout,
 )
 from reference_impl.classify import load_sms_spam
-from reference_impl.download import use_tiktoken_cache
 from reference_impl.model import GPTConfig, GPTModel
+from reference_impl.tokenizer import get_tokenizer
 
 show_warnings_on_stdout()
-use_tiktoken_cache()  # GPT-2's tokenizer files from the course data: works offline
-tokenizer = tiktoken.get_encoding("gpt2")
+tokenizer = get_tokenizer("gpt2")  # tiktoken's GPT-2 encoding, from the course data: works offline
 PAD_TOKEN_ID = 50256  # GPT-2's <|endoftext|>, which pads the messages
 
 sms_rows = load_sms_spam()  # (label, text) pairs, label "ham" or "spam"

@@ -59,7 +59,6 @@ import re
 import signal
 import threading
 
-import tiktoken
 import torch
 import torch.nn.functional as F
 
@@ -75,12 +74,11 @@ from course_tools.checks import (
     run_checked,
     show_warnings_on_stdout,
 )
-from reference_impl.download import use_tiktoken_cache
 from reference_impl.instruct import load_instruction_data
+from reference_impl.tokenizer import get_tokenizer
 
 show_warnings_on_stdout()
-use_tiktoken_cache()  # GPT-2's tokenizer files from the course data: works offline
-tokenizer = tiktoken.get_encoding("gpt2")
+tokenizer = get_tokenizer("gpt2")  # tiktoken's GPT-2 encoding, from the course data: works offline
 PAD_TOKEN_ID = 50256  # GPT-2's <|endoftext|>: ends every answer and pads the batches
 IGNORE_INDEX = -100  # the target value that F.cross_entropy skips by default
 
