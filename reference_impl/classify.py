@@ -22,6 +22,7 @@ Plain lists and the ``csv`` module, no pandas.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import os
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from . import fast as fast_path
 from . import train
 from .download import DataFileError, fetch
 
@@ -232,7 +234,7 @@ def calc_loss_batch(input_batch, target_batch, model, device, pad_token_id: int 
     """
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = last_token_logits(model(input_batch), input_batch, pad_token_id)
-    return F.cross_entropy(logits, target_batch)
+    return F.cross_entropy(logits.float(), target_batch)
 
 
 def _loss_fn(pad_token_id: int | None):
@@ -292,44 +294,54 @@ def train_classifier_simple(
     eval_iter: int,
     show_progress: bool = True,
     pad_token_id: int | None = PAD_TOKEN_ID,
+    fast: bool | fast_path.FastPath = False,
 ):
     """Chapter 6's training loop; returns ``train_losses, val_losses, train_accs, val_accs, examples_seen``.
 
     Every ``eval_freq`` steps it records both losses over ``eval_iter`` batches; after each
     epoch, both accuracies over ``eval_iter`` batches. Loss and accuracy read each message's
     last real token; ``pad_token_id`` is the dataset's padding (``None``: the last position,
-    as in the book).
+    as in the book). ``fast=True``: the fast path (``reference_impl.fast``) for the forward
+    passes and the optimizer; the default is the book's float32 loop.
     """
     from tqdm.auto import tqdm
+
+    fast = fast_path.resolve(fast, device)
+    precision = fast.autocast if fast else contextlib.nullcontext
 
     if eval_freq < 1:
         raise ValueError(f"eval_freq must be a positive number of steps, got {eval_freq}")
     train.require_batches(train_loader, num_epochs)
     train_losses, val_losses, train_accs, val_accs = [], [], [], []
     examples_seen, global_step = 0, -1
-    with tqdm(total=num_epochs * len(train_loader), desc="training", disable=not show_progress) as progress:
+    loop_settings = fast.training(optimizer) if fast else contextlib.nullcontext()
+    progress = tqdm(total=num_epochs * len(train_loader), desc="training", disable=not show_progress)
+    with loop_settings, progress:
         for epoch in range(num_epochs):
             model.train()
             for input_batch, target_batch in train_loader:
                 optimizer.zero_grad()
-                loss = calc_loss_batch(input_batch, target_batch, model, device, pad_token_id)
+                with precision():
+                    loss = calc_loss_batch(input_batch, target_batch, model, device, pad_token_id)
                 loss.backward()
                 optimizer.step()
                 examples_seen += input_batch.shape[0]
                 global_step += 1
                 progress.update(1)
                 if global_step % eval_freq == 0:
-                    train_loss, val_loss = evaluate_model(
-                        model, train_loader, val_loader, device, eval_iter, pad_token_id
-                    )
+                    with precision():
+                        train_loss, val_loss = evaluate_model(
+                            model, train_loader, val_loader, device, eval_iter, pad_token_id
+                        )
                     train_losses.append(train_loss)
                     val_losses.append(val_loss)
                     progress.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}")
                     tqdm.write(
                         f"Ep {epoch + 1} (Step {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
                     )
-            train_accuracy = calc_accuracy_loader(train_loader, model, device, eval_iter, pad_token_id)
-            val_accuracy = calc_accuracy_loader(val_loader, model, device, eval_iter, pad_token_id)
+            with precision():
+                train_accuracy = calc_accuracy_loader(train_loader, model, device, eval_iter, pad_token_id)
+                val_accuracy = calc_accuracy_loader(val_loader, model, device, eval_iter, pad_token_id)
             tqdm.write(
                 f"Training accuracy: {train_accuracy * 100:.2f}% | Validation accuracy: {val_accuracy * 100:.2f}%"
             )

@@ -251,10 +251,11 @@ def generate_responses(
     max_new_tokens: int = 256,
     context_size: int | None = None,
     show_progress: bool = True,
+    fast=False,
 ) -> list[dict]:
     """Greedy answers to every entry's prompt: copies of the entries with a ``model_response`` key.
 
-    Generation stops at ``<|endoftext|>``. The model is put in eval mode (no dropout) while
+    Generation stops at ``<|endoftext|>``; ``fast`` is ``generate``'s. The model is put in eval mode (no dropout) while
     it answers and returned to its previous mode afterwards; ``entries`` are not changed.
     """
     from tqdm.auto import tqdm
@@ -271,6 +272,7 @@ def generate_responses(
                 max_new_tokens=max_new_tokens,
                 context_size=context_size,
                 eos_id=PAD_TOKEN_ID,
+                fast=fast,
             )
             generated_text = token_ids_to_text(token_ids, tokenizer)
             results.append({**entry, "model_response": extract_response(generated_text, input_text)})

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import FusedMultiHeadAttention, KVCache
+from .fast import linear_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -175,13 +176,24 @@ class GPTModel(nn.Module):
         if cfg.tie_embeddings:
             self.out_head.weight = self.tok_emb.weight
 
-    def forward(self, in_idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, in_idx: torch.Tensor, cache: KVCache | None = None, *, targets: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits of shape (batch, tokens, vocab_size) for token ids of shape (batch, tokens).
 
         With a ``KVCache``, ``in_idx`` holds only the new tokens: they are placed after the
         ``cache.length`` tokens already seen, and their keys and values are added to it.
+
+        With ``targets`` (the next token ids, same shape as ``in_idx``; -100 = not counted) it
+        returns instead the mean cross-entropy, ``F.cross_entropy(logits.flatten(0, 1),
+        targets.flatten())``, computed by ``fast.linear_cross_entropy`` without keeping the
+        logits (the fast path's loss; nanoGPT's models take ``targets`` the same way).
         """
         self._check_input(in_idx, cache)
+        if targets is not None and targets.shape != in_idx.shape:
+            raise ValueError(
+                f"targets must have the shape of the token ids {tuple(in_idx.shape)}, got {tuple(targets.shape)}"
+            )
         past = cache.length if cache is not None else 0
         num_tokens = in_idx.shape[1]
         positions = torch.arange(past, past + num_tokens, device=in_idx.device)
@@ -190,7 +202,13 @@ class GPTModel(nn.Module):
             x = block(x, cache, layer)
         if cache is not None:
             cache.advance(num_tokens)
-        return self.out_head(self.final_norm(x))
+        x = self.final_norm(x)
+        if targets is None:
+            return self.out_head(x)
+        if type(self.out_head) is nn.Linear and self.out_head.bias is None:
+            return linear_cross_entropy(x.flatten(0, 1), self.out_head.weight, targets.flatten())
+        # Another head (LoRA's, a classifier's...): the plain loss.
+        return F.cross_entropy(self.out_head(x).flatten(0, 1).float(), targets.flatten())
 
     def _embed_tokens(self, in_idx: torch.Tensor) -> torch.Tensor:
         try:

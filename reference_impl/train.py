@@ -18,6 +18,7 @@ The pieces, in the book's order:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -33,9 +34,11 @@ import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from . import fast as fast_path
 from .attention import fuse_separate_qkv
 from .download import atomic_write
-from .generate import generate_text_simple, text_to_token_ids, token_ids_to_text
+from .generate import generate, generate_text_simple, text_to_token_ids, token_ids_to_text
+from .model import GPTModel
 
 # ---------------------------------------------------------------------------------------
 # Losses
@@ -52,6 +55,26 @@ def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = model(input_batch)
     return F.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
+
+
+def fast_loss_function(fast: fast_path.FastPath | None):
+    """The batch loss a loop uses: ``calc_loss_batch`` (fast=None) or the fast path's.
+
+    The fast path's is the same mean cross-entropy, under the fast path's autocast and, for a
+    ``GPTModel``, through ``GPTModel(in_idx, targets=...)`` (head and loss in one step).
+    """
+    if fast is None:
+        return calc_loss_batch
+
+    def fast_loss_batch(input_batch, target_batch, model, device):
+        input_batch, target_batch = input_batch.to(device), target_batch.to(device)
+        with fast.autocast():
+            if fast.fused_loss and isinstance(unwrap_model(model), GPTModel):
+                return model(input_batch, targets=target_batch)
+            logits = model(input_batch)
+        return F.cross_entropy(logits.flatten(0, 1).float(), target_batch.flatten())
+
+    return fast_loss_batch
 
 
 def calc_loss_loader(data_loader, model, device, num_batches: int | None = None, loss_fn=None) -> float:
@@ -93,13 +116,21 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter: int, loss
     return train_loss, val_loss
 
 
-def generate_and_print_sample(model, tokenizer, device, start_context: str, max_new_tokens: int = 50) -> None:
-    """Print, on one line, the greedy continuation of ``start_context``: a glimpse of what the model learnt."""
+def generate_and_print_sample(
+    model, tokenizer, device, start_context: str, max_new_tokens: int = 50, fast=False
+) -> None:
+    """Print, on one line, the greedy continuation of ``start_context``: a glimpse of what the model learnt.
+
+    With ``fast`` it decodes with the KV cache and the fast path's precision (``generate``).
+    """
     model = unwrap_model(model)
     model.eval()
     context_size = model.pos_emb.weight.shape[0]
     encoded = text_to_token_ids(start_context, tokenizer).to(device)
-    token_ids = generate_text_simple(model, encoded, max_new_tokens=max_new_tokens, context_size=context_size)
+    if fast:
+        token_ids = generate(model, encoded, max_new_tokens=max_new_tokens, context_size=context_size, fast=fast)
+    else:
+        token_ids = generate_text_simple(model, encoded, max_new_tokens=max_new_tokens, context_size=context_size)
     _print(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))
     model.train()
 
@@ -206,6 +237,7 @@ def train_model_simple(
     grad_clip: float | None = None,
     show_progress: bool = True,
     print_samples: bool = True,
+    fast: bool | fast_path.FastPath = False,
 ) -> TrainingHistory:
     """Train ``model`` for ``num_epochs`` passes over ``train_loader``; return a ``TrainingHistory``.
 
@@ -226,12 +258,18 @@ def train_model_simple(
     Under ``torch.distributed`` (a ``DistributedDataParallel`` model, a ``DistributedSampler``
     loader), every process runs this loop, but only rank 0 evaluates, prints and shows the
     progress bar; the sampler is told each new epoch so that it reshuffles.
+
+    ``fast=True`` trains, evaluates and samples through the fast path (``reference_impl.fast``:
+    bfloat16 matrix products where the hardware has them, head and loss fused, fused AdamW,
+    freed memory kept); the default runs the book's float32 code unchanged.
     """
     if eval_freq < 1:
         raise ValueError(f"eval_freq must be a positive number of steps, got {eval_freq}")
     if grad_clip is not None and grad_clip <= 0:
         raise ValueError(f"grad_clip must be a positive gradient norm or None, got {grad_clip}")
     require_batches(train_loader, num_epochs)
+    fast = fast_path.resolve(fast, device)
+    loss_batch = fast_loss_function(fast)
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * num_epochs
     scheduled = warmup_steps > 0 or cosine_decay or peak_lr is not None
@@ -251,42 +289,46 @@ def train_model_simple(
     train_losses, val_losses, track_tokens_seen, track_lrs = [], [], [], []
     tokens_seen, global_step = 0, -1
     progress = tqdm(total=total_steps, disable=not (show_progress and is_main), dynamic_ncols=True)
+    with fast.training(optimizer) if fast else contextlib.nullcontext():
+        for epoch in range(num_epochs):
+            model.train()
+            sampler = getattr(train_loader, "sampler", None)
+            if isinstance(sampler, DistributedSampler):
+                sampler.set_epoch(epoch)  # a different shuffle each epoch, the same on every process
+            progress.set_description(f"Ep {epoch + 1}/{num_epochs}")
 
-    for epoch in range(num_epochs):
-        model.train()
-        sampler = getattr(train_loader, "sampler", None)
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)  # a different shuffle each epoch, the same on every process
-        progress.set_description(f"Ep {epoch + 1}/{num_epochs}")
+            for input_batch, target_batch in train_loader:
+                optimizer.zero_grad()
+                global_step += 1
+                if scheduled:
+                    lr = learning_rate_at(global_step, total_steps, **schedule)
+                    for param_group in optimizer.param_groups:
+                        param_group["lr"] = lr
+                track_lrs.append(optimizer.param_groups[0]["lr"])
 
-        for input_batch, target_batch in train_loader:
-            optimizer.zero_grad()
-            global_step += 1
-            if scheduled:
-                lr = learning_rate_at(global_step, total_steps, **schedule)
-                for param_group in optimizer.param_groups:
-                    param_group["lr"] = lr
-            track_lrs.append(optimizer.param_groups[0]["lr"])
+                loss = loss_batch(input_batch, target_batch, model, device)
+                loss.backward()  # under DDP this also averages the gradients over the processes
+                # Appendix D clips only after the warm-up; it used `>`, which skipped one step (a known erratum).
+                if grad_clip is not None and global_step >= warmup_steps:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=grad_clip)
+                optimizer.step()
+                tokens_seen += input_batch.numel() * world_size
+                progress.update()
+                progress.set_postfix(loss=f"{loss.item():.3f}")
 
-            loss = calc_loss_batch(input_batch, target_batch, model, device)
-            loss.backward()  # under DDP this also averages the gradients over the processes
-            # Appendix D clips only after the warm-up; it used `>`, which skipped one step (a known erratum).
-            if grad_clip is not None and global_step >= warmup_steps:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=grad_clip)
-            optimizer.step()
-            tokens_seen += input_batch.numel() * world_size
-            progress.update()
-            progress.set_postfix(loss=f"{loss.item():.3f}")
+                if global_step % eval_freq == 0 and is_main:
+                    train_loss, val_loss = evaluate_model(
+                        bare_model, train_loader, val_loader, device, eval_iter, loss_fn=loss_batch
+                    )
+                    train_losses.append(train_loss)
+                    val_losses.append(val_loss)
+                    track_tokens_seen.append(tokens_seen)
+                    _print(
+                        f"Ep {epoch + 1} (Step {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
+                    )
 
-            if global_step % eval_freq == 0 and is_main:
-                train_loss, val_loss = evaluate_model(bare_model, train_loader, val_loader, device, eval_iter)
-                train_losses.append(train_loss)
-                val_losses.append(val_loss)
-                track_tokens_seen.append(tokens_seen)
-                _print(f"Ep {epoch + 1} (Step {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
-
-        if print_samples and is_main and start_context is not None and tokenizer is not None:
-            generate_and_print_sample(bare_model, tokenizer, device, start_context)
+            if print_samples and is_main and start_context is not None and tokenizer is not None:
+                generate_and_print_sample(bare_model, tokenizer, device, start_context, fast=fast or False)
 
     progress.close()
     return TrainingHistory(train_losses, val_losses, track_tokens_seen, track_lrs)
