@@ -13,8 +13,10 @@ A variant is a model (``ours``, ``book``, ``hf``, as in ``bench_gpt.py``) plus t
 * ``+compile``    ``torch.compile`` the model (the first step, which compiles, is reported);
 * ``+sparse-emb`` the tied token embedding sends a sparse gradient, which autograd adds to
                   the head's dense one (no 50257 x 768 tensor of zeros per step);
-* ``+fused-loss`` ours computes head and cross-entropy in one autograd function that turns
-                  the logits into their gradient in place (one vocabulary-sized tensor, not five).
+* ``+bf16``       matrix products in bfloat16 (``torch.autocast``; fast only on CPUs with
+                  AVX512-BF16 or AMX, ~100x slower elsewhere);
+* ``+fused-loss`` ours computes head and cross-entropy in one step that turns the logits into
+                  their gradient in place (``GPTModel(inputs, targets=...)``, the fast path's loss).
 
 Each variant lives in its own worker process (as in ``bench_gpt.py``) and they take turns
 step by step, so that a change in the machine's load affects all of them alike. Prints the
@@ -24,25 +26,33 @@ median and best step time of each, and tokens/s relative to the first variant.
 from __future__ import annotations
 
 import argparse
-import ctypes
+import dataclasses
 import os
 import statistics
 import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_gpt  # noqa: E402
 
-TWEAKS = ("foreach", "malloc", "compile", "sparse-emb", "fused-loss")
+from reference_impl.fast import set_keep_freed_memory  # noqa: E402
+
+AB_KINDS = ("ours", "book", "hf")
+TWEAKS = ("foreach", "malloc", "compile", "sparse-emb", "fused-loss", "bf16")
+# Chapter 5's small GPT (--chapter5): no biases, an untied head, so ours only (no HF twin).
+CHAPTER5 = bench_gpt.GPTConfig.from_preset("gpt2-small (124M)").replace(
+    context_length=256, emb_dim=128, n_heads=4, n_layers=4
+)
 _build_model, _make_optimizer, _train_step = bench_gpt.build_model, bench_gpt.make_optimizer, bench_gpt.train_step
 
 
 def parse_variant(spec: str) -> tuple[str, set[str]]:
     kind, *tweaks = spec.split("+")
-    if kind not in bench_gpt.KINDS:
-        raise SystemExit(f"unknown model {kind!r} in {spec!r}; choose from {', '.join(bench_gpt.KINDS)}")
+    if kind not in AB_KINDS:
+        raise SystemExit(f"unknown model {kind!r} in {spec!r}; choose from {', '.join(AB_KINDS)}")
     unknown = set(tweaks) - set(TWEAKS)
     if unknown:
         raise SystemExit(f"unknown tweak {sorted(unknown)} in {spec!r}; choose from {', '.join(TWEAKS)}")
@@ -57,11 +67,14 @@ def build_variant(spec: str, cfg, seed: int):
     """Runs in the variant's worker: the model, with the variant's tweaks applied."""
     kind, tweaks = parse_variant(spec)
     if "malloc" in tweaks:  # before the model exists, so that all its memory is affected
-        libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # from glibc's malloc.h
-        libc.mallopt(M_MMAP_MAX, 0)  # never mmap: big blocks come from the heap and are reused
-        libc.mallopt(M_TRIM_THRESHOLD, 1 << 34)  # and are not handed back to the OS
-    model = _build_model(kind, cfg, seed)
+        set_keep_freed_memory(True)  # the fast path's setting, for the worker's whole life
+    if cfg.qkv_bias and cfg.tie_embeddings:
+        model = _build_model(kind, cfg, seed)
+    elif kind == "hf":
+        raise SystemExit("--chapter5's model has no Hugging Face twin (no biases, untied head): compare ours only")
+    else:
+        torch.manual_seed(seed)
+        model = bench_gpt.GPTModel(cfg)
     if "sparse-emb" in tweaks:
         model.tok_emb.sparse = True  # the tied head's dense gradient absorbs it: AdamW sees a dense one
     if "compile" in tweaks:
@@ -76,41 +89,16 @@ def make_variant_optimizer(model, settings):
     return _make_optimizer(model, settings)
 
 
-class LinearCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of ``x @ weight.T`` against ``targets``, with one (n, vocab) tensor.
-
-    The forward pass computes the logits, and then, in place, their gradient
-    (softmax - one_hot(target)) / n, which the backward pass only multiplies out.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, targets):
-        logits = x @ weight.T
-        target_logits = logits.gather(1, targets[:, None]).squeeze(1)
-        maxes = logits.amax(dim=1, keepdim=True)
-        probs = logits.sub_(maxes).exp_()  # in place from here on
-        sums = probs.sum(dim=1, keepdim=True)
-        loss = (sums.log().squeeze(1) + maxes.squeeze(1) - target_logits).mean()
-        grad = probs.div_(sums)
-        grad[torch.arange(len(targets)), targets] -= 1
-        grad.div_(len(targets))
-        ctx.save_for_backward(x, weight, grad)
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        x, weight, grad = ctx.saved_tensors
-        return (grad @ weight) * grad_output, (grad.T @ x) * grad_output, None
-
-
-def variant_train_step(model, optimizer, inputs, targets):
-    if "fused-loss" not in model.ab_tweaks:
+def variant_train_step(model, optimizer, inputs, targets, fast=None):
+    tweaks = model.ab_tweaks
+    if not {"fused-loss", "bf16"} & tweaks:
         return _train_step(model, optimizer, inputs, targets)
     optimizer.zero_grad(set_to_none=True)
-    positions = torch.arange(inputs.shape[1])
-    x = model.drop_emb(model.tok_emb(inputs) + model.pos_emb(positions))
-    x = model.final_norm(model.trf_blocks(x))
-    loss = LinearCrossEntropy.apply(x.flatten(0, 1), model.out_head.weight, targets.flatten())
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in tweaks):
+        if "fused-loss" in tweaks:
+            loss = model(inputs, targets=targets)  # reference_impl.fast.linear_cross_entropy
+        else:
+            loss = F.cross_entropy(variant_logits(model, inputs).flatten(0, 1).float(), targets.flatten())
     loss.backward()
     optimizer.step()
     return loss.item()
@@ -144,6 +132,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=4, help="timed steps per variant (default 4)")
     parser.add_argument("--drop-rate", type=float, default=0.1)
+    parser.add_argument("--chapter5", action="store_true", help="chapter 5's small GPT (4 layers, 128 wide), ours only")
     args = parser.parse_args(argv)
     specs = list(dict.fromkeys(args.variants))
     for spec in specs:
@@ -154,6 +143,8 @@ def main(argv=None) -> int:
         )
     )
 
+    if args.chapter5:
+        settings = dataclasses.replace(settings, cfg=CHAPTER5.replace(drop_rate=args.drop_rate))
     # The workers look these up in bench_gpt by name, so each builds its variant.
     bench_gpt.train_step = variant_train_step
     bench_gpt.build_model = build_variant

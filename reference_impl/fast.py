@@ -249,24 +249,37 @@ def _glibc():
         return None
 
 
+def set_keep_freed_memory(keep: bool) -> bool:
+    """Switch glibc's keeping of freed memory on or off (back to its defaults); False where there is no glibc.
+
+    ``keep_freed_memory()`` is the same as a block; a process that should keep it for its
+    whole life (a benchmark's worker) calls this once.
+    """
+    libc = _glibc()
+    if libc is None:
+        return False
+    if keep:
+        libc.mallopt(_M_MMAP_MAX, 0)  # no mmap'ed blocks: large tensors come from the reusable heap
+        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # and the heap's free top is not given back
+    else:
+        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        libc.malloc_trim(0)
+    return True
+
+
 @contextlib.contextmanager
 def keep_freed_memory():
     """Inside the block, glibc keeps freed memory for reuse instead of returning it to the OS.
 
     The process's memory then stays at its peak until the block ends; on exit glibc's defaults
     come back and the free memory is returned (``malloc_trim``). Elsewhere (macOS, Windows,
-    musl) a no-op. Equivalent to starting Python with
+    musl) a no-op that yields False. Equivalent to starting Python with
     ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...``.
     """
-    libc = _glibc()
-    if libc is None:
-        yield False
-        return
-    libc.mallopt(_M_MMAP_MAX, 0)  # no mmap'ed blocks: large tensors come from the reusable heap
-    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # and the heap's free top is not given back
+    kept = set_keep_freed_memory(True)
     try:
-        yield True
+        yield kept
     finally:
-        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
-        libc.malloc_trim(0)
+        if kept:
+            set_keep_freed_memory(False)
