@@ -62,8 +62,13 @@ lab: $(STAMP)
 exercises: $(STAMP)
 	$(BIN)/python -m course_tools.grading generate
 
+# The fast path against float32 and Hugging Face (124M shape, ~8 min), then chapter 5's run
+# both ways (~4 min); JSON in benchmarks/results/latest/ (not committed). Run on a quiet machine.
+BENCH_OUT ?= benchmarks/results/latest
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_gpt.py
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python benchmarks/bench_gpt.py --json $(BENCH_OUT)/bench_gpt.json
+	$(BIN)/python benchmarks/bench_chapter5.py --json $(BENCH_OUT)/bench_chapter5.json
 
 clean:
 	rm -rf _build $(VENV)

@@ -9,6 +9,7 @@ Modules by concept:
 * ``model``     -- ``GPTConfig`` and ``GPTModel``
 * ``generate``  -- greedy and sampled decoding, with a KV cache
 * ``train``     -- the pretraining loop (chapter 5 + appendix D), loss plots, checkpoints
+* ``fast``      -- the fast path (``fast=True``): bfloat16 where native, fused head + loss, fused AdamW
 * ``distributed`` -- the same loop on several processes with DDP (``torchrun -m reference_impl.distributed``)
 * ``weights``   -- OpenAI's GPT-2 checkpoints (Hugging Face safetensors layout) into ``GPTModel``
 * ``classify``  -- chapter 6: spam classification fine-tuning

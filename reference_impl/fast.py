@@ -16,6 +16,12 @@ they pay (``book/benchmarks.md`` measures each one):
   traffic. ``GPTModel(in_idx, targets=...)`` uses it.
 * **Fused AdamW**: one kernel updates every parameter (``torch.optim.AdamW(..., fused=True)``);
   the loop switches a plain Adam/AdamW to it for the run and back afterwards.
+* **Decoding from transposed weights** (``generate``, CPU, float32): generating a token is a
+  matrix-vector product per weight matrix, limited by how fast the weights stream from memory,
+  and MKL streams an (in, out) matrix up to twice as fast as ``nn.Linear``'s (out, in) one. For
+  the length of a ``generate`` call every ``nn.Linear`` reads a transposed copy of its weight
+  (the copies cost as much memory as those weights, until the call returns), and the output
+  head is applied to the last position only.
 * **Freed memory kept for reuse** (``keep_freed_memory``, Linux/glibc, CPU): glibc returns
   every block above 32 MB to the operating system when it is freed, so each step's
   vocabulary-sized tensors arrive as fresh pages that the kernel must zero. During training
@@ -33,6 +39,7 @@ import dataclasses
 import sys
 
 import torch
+from torch import nn
 
 IGNORE_INDEX = -100  # cross_entropy's default: targets with this value do not count
 
@@ -67,6 +74,7 @@ class FastPath:
     fused_loss: bool = True  # output head + cross-entropy in one step (GPTModel(..., targets=...))
     fused_optimizer: bool = True  # Adam/AdamW switched to fused=True for the loop
     keep_freed_memory: bool = True  # CPU, Linux/glibc: see keep_freed_memory()
+    transposed_decoding: bool = True  # CPU, float32: generate() reads (in, out) copies of the weights
 
     @classmethod
     def for_device(cls, device) -> FastPath:
@@ -87,6 +95,12 @@ class FastPath:
                 stack.enter_context(keep_freed_memory())
             yield
 
+    def decoding(self, model: nn.Module):
+        """The generate-wide setting: transposed weights where they pay (CPU, no bfloat16)."""
+        if self.transposed_decoding and self.device_type == "cpu" and not self.bf16:
+            return transposed_linear_weights(model)
+        return contextlib.nullcontext()
+
     def describe(self) -> str:
         matmuls = "bfloat16 (autocast)" if self.bf16 else "float32"
         if not self.bf16 and self.device_type == "cpu" and not native_bf16("cpu"):
@@ -94,7 +108,9 @@ class FastPath:
         parts = [f"matrix products in {matmuls}"]
         parts += [name for flag, name in ((self.fused_loss, "fused head + cross-entropy"),
                                           (self.fused_optimizer, "fused AdamW"),
-                                          (self.keep_freed_memory, "freed memory kept")) if flag]  # fmt: skip
+                                          (self.keep_freed_memory, "freed memory kept"),
+                                          (self.transposed_decoding and self.device_type == "cpu" and not self.bf16,
+                                           "decoding from transposed weights")) if flag]  # fmt: skip
         return f"fast path on {self.device_type}: " + ", ".join(parts)
 
 
@@ -199,6 +215,41 @@ class _LinearCrossEntropy(torch.autograd.Function):
         del ctx.grads
         scale = lambda grad: None if grad is None else grad * grad_loss
         return scale(grad_hidden), scale(grad_weight), None, None, None
+
+
+# ---------------------------------------------------------------------------------------
+# Decoding from transposed weights
+# ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def transposed_linear_weights(model: nn.Module):
+    """Inside the block, every float32 CPU ``nn.Linear`` of ``model`` multiplies by an (in, out) copy.
+
+    Same values (the products may round differently in the last bit); for inference only: the
+    copies are detached, and gradients would not reach the weights. On exit the layers are
+    as before and the copies are freed.
+    """
+    patched = []
+    try:
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            if type(module) is nn.Linear and weight.device.type == "cpu" and weight.dtype == torch.float32:
+                module.forward = _transposed_forward(weight.detach().t().contiguous(), module.bias)
+                patched.append(module)
+        yield
+    finally:
+        for module in patched:
+            del module.forward  # the instance attribute: nn.Linear.forward again
+
+
+def _transposed_forward(weight_t: torch.Tensor, bias: torch.Tensor | None):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        out = flat @ weight_t if bias is None else torch.addmm(bias, flat, weight_t)
+        return out.reshape(*x.shape[:-1], weight_t.shape[1])
+
+    return forward
 
 
 # ---------------------------------------------------------------------------------------

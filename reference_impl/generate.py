@@ -7,8 +7,6 @@ and a KV cache, which feeds the model only the newest token at each step.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from . import fast as fast_path
@@ -111,9 +109,12 @@ def generate(
     window the window slides (the cache is then rebuilt, since every position shifts).
     The returned tensor holds the whole prompt and the new tokens.
 
-    ``fast=True``: the fast path's precision (``reference_impl.fast``): where the hardware
-    multiplies bfloat16 natively, every product runs in bfloat16 (autocast casts each weight
-    once per call, so decoding reads half the bytes); elsewhere it changes nothing.
+    ``fast=True``: the fast path (``reference_impl.fast``). The output head is applied to the
+    last position only; where the hardware multiplies bfloat16 natively, every product runs in
+    bfloat16 (autocast casts each weight once per call, so decoding reads half the bytes);
+    elsewhere, on a CPU, the layers read transposed copies of their weights, which the
+    matrix-vector product streams faster. Greedy tokens can differ from the default's where
+    two logits are (nearly) tied.
     """
     _check_prompt(idx)
     _check_lengths(max_new_tokens, context_size)
@@ -125,22 +126,31 @@ def generate(
     if use_cache and window > model.cfg.context_length:
         raise ValueError(f"context_size {window} exceeds the model's context length {model.cfg.context_length}")
     fast = fast_path.resolve(fast, idx.device)
-    with fast.autocast() if fast else contextlib.nullcontext():
-        return _generate_loop(model, idx, max_new_tokens, temperature, top_k, eos_id, use_cache, window)
+    if fast is None:
+        last_logits = lambda tokens, cache: model(tokens, cache)[:, -1, :]
+        return _generate_loop(model, last_logits, idx, max_new_tokens, temperature, top_k, eos_id, use_cache, window)
+    if hasattr(model, "features"):  # a GPTModel: the head for the last position only
+        last_logits = lambda tokens, cache: model.out_head(model.features(tokens, cache)[:, -1, :])
+    else:
+        last_logits = lambda tokens, cache: model(tokens, cache)[:, -1, :]
+    with fast.autocast(), fast.decoding(model):
+        return _generate_loop(model, last_logits, idx, max_new_tokens, temperature, top_k, eos_id, use_cache, window)
 
 
-def _generate_loop(model, idx, max_new_tokens, temperature, top_k, eos_id, use_cache, window) -> torch.Tensor:
+def _generate_loop(
+    model, last_logits, idx, max_new_tokens, temperature, top_k, eos_id, use_cache, window
+) -> torch.Tensor:
     cache = model.new_cache() if use_cache else None
     finished = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
     for _ in range(max_new_tokens):
         if cache is None:
-            logits = model(idx[:, -window:])
+            logits = last_logits(idx[:, -window:], None)
         elif cache.length == 0 or cache.length + 1 > window:
             cache.reset()  # first step, or the window slid: (re)read the visible tokens
-            logits = model(idx[:, -window:], cache)
+            logits = last_logits(idx[:, -window:], cache)
         else:
-            logits = model(idx[:, -1:], cache)
-        last = logits[:, -1, :].float()  # bfloat16 under the fast path's autocast
+            logits = last_logits(idx[:, -1:], cache)
+        last = logits.float()  # bfloat16 under the fast path's autocast
         _check_finite(last)
         idx_next = _next_token(last, temperature, top_k)
         if eos_id is not None:

@@ -189,11 +189,25 @@ class GPTModel(nn.Module):
         targets.flatten())``, computed by ``fast.linear_cross_entropy`` without keeping the
         logits (the fast path's loss; nanoGPT's models take ``targets`` the same way).
         """
-        self._check_input(in_idx, cache)
-        if targets is not None and targets.shape != in_idx.shape:
+        if targets is not None and isinstance(in_idx, torch.Tensor) and targets.shape != in_idx.shape:
             raise ValueError(
                 f"targets must have the shape of the token ids {tuple(in_idx.shape)}, got {tuple(targets.shape)}"
             )
+        x = self.features(in_idx, cache)
+        if targets is None:
+            return self.out_head(x)
+        if type(self.out_head) is nn.Linear and self.out_head.bias is None:
+            return linear_cross_entropy(x.flatten(0, 1), self.out_head.weight, targets.flatten())
+        # Another head (LoRA's, a classifier's...): the plain loss.
+        return F.cross_entropy(self.out_head(x).flatten(0, 1).float(), targets.flatten())
+
+    def features(self, in_idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The final hidden states (batch, tokens, emb_dim), layer-normed: what the output head reads.
+
+        ``forward`` is ``out_head(features(...))``; ``generate``'s fast path uses this to apply
+        the head to the last position only.
+        """
+        self._check_input(in_idx, cache)
         past = cache.length if cache is not None else 0
         num_tokens = in_idx.shape[1]
         positions = torch.arange(past, past + num_tokens, device=in_idx.device)
@@ -202,13 +216,7 @@ class GPTModel(nn.Module):
             x = block(x, cache, layer)
         if cache is not None:
             cache.advance(num_tokens)
-        x = self.final_norm(x)
-        if targets is None:
-            return self.out_head(x)
-        if type(self.out_head) is nn.Linear and self.out_head.bias is None:
-            return linear_cross_entropy(x.flatten(0, 1), self.out_head.weight, targets.flatten())
-        # Another head (LoRA's, a classifier's...): the plain loss.
-        return F.cross_entropy(self.out_head(x).flatten(0, 1).float(), targets.flatten())
+        return self.final_norm(x)
 
     def _embed_tokens(self, in_idx: torch.Tensor) -> torch.Tensor:
         try:

@@ -13,7 +13,14 @@ import torch.nn.functional as F
 
 from reference_impl import classify
 from reference_impl.data import create_dataloader_v1
-from reference_impl.fast import FastPath, fused_adamw, keep_freed_memory, linear_cross_entropy, resolve
+from reference_impl.fast import (
+    FastPath,
+    fused_adamw,
+    keep_freed_memory,
+    linear_cross_entropy,
+    resolve,
+    transposed_linear_weights,
+)
 from reference_impl.generate import generate
 from reference_impl.lora import replace_linear_with_lora
 from reference_impl.model import GPTConfig, GPTModel
@@ -202,6 +209,29 @@ def test_fast_generation_gives_valid_tokens_and_equals_float32_without_bf16():
     out = generate(model, prompt, 10, fast=BF16)
     assert out.shape == expected.shape and out.dtype == torch.long and bool((out < 97).all())
     assert torch.equal(out[:, :3], prompt)
+
+
+def test_fast_generation_applies_a_biased_head_too():
+    torch.manual_seed(0)
+    model = GPTModel(SMALL).eval()
+    model.out_head = torch.nn.Linear(16, 97)  # the transposed copy must keep the bias
+    prompt = torch.randint(0, 97, (1, 4))
+    assert torch.equal(generate(model, prompt, 8, fast=FP32), generate(model, prompt, 8))
+
+
+def test_transposed_weights_give_the_same_outputs_inside_the_block_only():
+    torch.manual_seed(0)
+    model = GPTModel(SMALL).eval()
+    replace_linear_with_lora(model, rank=2, alpha=4)  # LoRA's inner Linear layers are switched too
+    inputs = torch.randint(0, 97, (2, 9))
+    expected = model(inputs)
+    with transposed_linear_weights(model):
+        assert "forward" in vars(model.trf_blocks[0].att.qkv.linear)
+        torch.testing.assert_close(model(inputs), expected, rtol=1e-5, atol=1e-5)
+    assert not any("forward" in vars(module) for module in model.modules())
+    with pytest.raises(RuntimeError, match="boom"), transposed_linear_weights(model):
+        raise RuntimeError("boom")
+    assert not any("forward" in vars(module) for module in model.modules())  # restored after an error too
 
 
 def test_fast_classifier_training_tracks_the_float32_run():
