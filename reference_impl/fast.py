@@ -181,13 +181,15 @@ def _loss_and_logit_grad(hidden, weight, targets, ignore_index, dtype, want_grad
         )
     target_logits = logits.gather(1, safe_targets[:, None]).squeeze(1)
     log_sum_exp = torch.empty_like(target_logits)
+    # The mean counts each counted row once; ignored rows get no gradient.
+    row_weight = (counted / count.clamp(min=1)).to(logits.dtype).unsqueeze(1)
     for start in range(0, logits.shape[0], _ROWS_PER_BLOCK):
         block = logits[start : start + _ROWS_PER_BLOCK]
         row_max = block.amax(dim=1, keepdim=True)
         if want_grad:
-            block.sub_(row_max).exp_()  # in place: the block becomes exp(logit - max)
+            torch.exp(block - row_max, out=block)  # in place: the block becomes exp(logit - max)
             total = block.sum(dim=1, keepdim=True)
-            block.div_(total)  # ... and then softmax(logits)
+            block.mul_(row_weight[start : start + _ROWS_PER_BLOCK] / total)  # ... then softmax / count
         else:
             total = (block - row_max).exp_().sum(dim=1, keepdim=True)
         log_sum_exp[start : start + _ROWS_PER_BLOCK] = (total.log() + row_max).squeeze(1)
@@ -195,8 +197,7 @@ def _loss_and_logit_grad(hidden, weight, targets, ignore_index, dtype, want_grad
     if not want_grad:
         return loss, None
     rows = torch.arange(logits.shape[0], device=logits.device)
-    logits[rows, safe_targets] -= 1.0  # softmax - one_hot
-    logits.mul_((counted / count.clamp(min=1)).unsqueeze(1))  # mean over the counted targets; ignored rows: 0
+    logits[rows, safe_targets] -= row_weight.squeeze(1)  # (softmax - one_hot) / count
     return loss, logits
 
 
