@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--grad-clip", type=float, help="clip the gradient norm to this after the warm-up")
     train.add_argument("--seed", type=int, default=123, help=default)
     train.add_argument(
+        "--fast", action="store_true", help="the fast path (reference_impl.fast): bfloat16 where native, fused loss..."
+    )
+    train.add_argument(
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT_S,
@@ -209,6 +212,7 @@ def _train(args: argparse.Namespace, ctx: DistributedContext) -> None:
         start_context=args.start_context, tokenizer=tokenizer,
         warmup_steps=args.warmup_steps, initial_lr=args.initial_lr, min_lr=args.min_lr,
         cosine_decay=args.cosine_decay, grad_clip=args.grad_clip, show_progress=not args.no_progress,
+        fast=args.fast,
     )  # fmt: skip
     if ctx.is_main and args.save:
         save_checkpoint(args.save, model, optimizer, cfg=cfg, epochs=args.epochs)

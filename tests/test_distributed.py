@@ -71,7 +71,8 @@ def free_port() -> int:
 
 @pytest.mark.slow  # starts three Python processes that import torch
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
-def test_two_processes_train_exactly_like_one_with_the_global_batch(tmp_path, capsys):
+@pytest.mark.parametrize("fast", [[], ["--fast"]], ids=["float32", "fast path"])
+def test_two_processes_train_exactly_like_one_with_the_global_batch(tmp_path, capsys, fast):
     text_file = tmp_path / "text.txt"
     text_file.write_text(TEXT, encoding="utf-8")
     # Tiny GPT, no dropout (it would draw different masks in each process); the training text
@@ -79,7 +80,7 @@ def test_two_processes_train_exactly_like_one_with_the_global_batch(tmp_path, ca
     common = [
         "--text-file", str(text_file), "--context-length", "4", "--emb-dim", "8", "--n-heads", "2",
         "--n-layers", "1", "--drop-rate", "0", "--epochs", "2", "--lr", "1e-2", "--eval-freq", "2",
-        "--eval-iter", "1", "--no-progress", "--seed", "7",
+        "--eval-iter", "1", "--no-progress", "--seed", "7", *fast,
     ]  # fmt: skip
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}"]
     ddp_args = [*common, "--batch-size", "2", "--save", str(tmp_path / "ddp.pth")]  # 2 per process
