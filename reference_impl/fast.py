@@ -155,22 +155,20 @@ def linear_cross_entropy(
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         return _LinearCrossEntropy.apply(hidden, weight, targets, ignore_index, dtype)
     with torch.autocast(device_type, enabled=False):
-        loss, _ = _loss_and_logit_grad(hidden, weight, targets, ignore_index, dtype, want_grad=False)
+        loss, _ = _loss_and_logit_grad(_cast(hidden, dtype), _cast(weight, dtype), targets, ignore_index, False)
     return loss
 
 
-def _matmul(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """a @ b in ``dtype`` (the autocast dtype; None: float32), returned as float32."""
-    if dtype is None:
-        return a @ b
-    return (a.to(dtype) @ b.to(dtype)).float()
+def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``tensor`` in the products' dtype (the autocast dtype; None: as it is, float32)."""
+    return tensor if dtype is None else tensor.to(dtype)
 
 
 _ROWS_PER_BLOCK = 16  # 16 rows of 50257 float32 logits = 3.2 MB: stays in the cache while it is reworked
 
 
-def _loss_and_logit_grad(hidden, weight, targets, ignore_index, dtype, want_grad: bool):
-    logits = _matmul(hidden, weight.t(), dtype)  # (tokens, vocab) float32
+def _loss_and_logit_grad(hidden, weight, targets, ignore_index, want_grad: bool):
+    logits = (hidden @ weight.t()).float()  # (tokens, vocab), float32 whatever the products' dtype
     counted = targets != ignore_index
     count = counted.sum()  # 0 when every target is ignored: a NaN loss and zero gradients, as cross_entropy gives
     safe_targets = torch.where(counted, targets, 0)
@@ -204,9 +202,12 @@ def _loss_and_logit_grad(hidden, weight, targets, ignore_index, dtype, want_grad
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, ignore_index, dtype):
-        loss, logit_grad = _loss_and_logit_grad(hidden, weight, targets, ignore_index, dtype, want_grad=True)
-        grad_hidden = _matmul(logit_grad, weight, dtype) if ctx.needs_input_grad[0] else None
-        grad_weight = _matmul(logit_grad.t(), hidden, dtype) if ctx.needs_input_grad[1] else None
+        hidden_low, weight_low = _cast(hidden, dtype), _cast(weight, dtype)  # each cast once
+        loss, logit_grad = _loss_and_logit_grad(hidden_low, weight_low, targets, ignore_index, want_grad=True)
+        logit_grad = _cast(logit_grad, dtype)
+        # The gradients in the parameters' own dtype (float32 master weights under autocast).
+        grad_hidden = (logit_grad @ weight_low).to(hidden.dtype) if ctx.needs_input_grad[0] else None
+        grad_weight = (logit_grad.t() @ hidden_low).to(weight.dtype) if ctx.needs_input_grad[1] else None
         ctx.grads = (grad_hidden, grad_weight)
         return loss
 
