@@ -16,7 +16,10 @@ Each run is a fresh Python process, so that one run's memory state does not help
 next; the runs take turns (fp32, fast, then fast, fp32, ...). Reported: the wall time of
 ``train_model_simple`` per run, the speed-up (median fp32 time / median fast time), and the
 largest relative difference between the two runs' losses at any evaluation (the fast path
-must stay within 2%).
+must stay within 2%). The float32 run's trained model then continues a few of the story's
+openings greedily (50 tokens each) in float32, with ``fast=True`` and with bfloat16 forced
+(``FastPath(bf16=True)``, emulated and slow where the CPU has no bfloat16): the share of
+tokens equal to float32's is reported.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PROMPTS = ("Every effort moves you", "I HAD always thought Jack Gisburn", "The height of his glory", "Mrs. Gisburn")
 
 
 def one_run(fast: bool, small: bool, threads: int) -> dict:
@@ -71,13 +75,32 @@ def one_run(fast: bool, small: bool, threads: int) -> dict:
         show_progress=False, fast=fast,
     )  # fmt: skip
     seconds = time.perf_counter() - start
-    return {
+    result = {
         "fast": fast,
         "seconds": seconds,
         "train_losses": history.train_losses,
         "val_losses": history.val_losses,
         "fast_path": FastPath.for_device("cpu").describe() if fast else "float32, the book's code",
     }
+    if not fast:
+        result["greedy_agreement"] = greedy_agreement(model.eval(), tokenizer, 10 if small else 50)
+    return result
+
+
+def greedy_agreement(model, tokenizer, new_tokens: int) -> dict:
+    """Share of greedy tokens equal to float32's, per way of decoding, over PROMPTS."""
+    from reference_impl.fast import FastPath
+    from reference_impl.generate import generate, text_to_token_ids
+
+    ways = {"fast": True, "bf16_forced": FastPath("cpu", bf16=True)}
+    equal = dict.fromkeys(ways, 0)
+    for prompt in PROMPTS:
+        ids = text_to_token_ids(prompt, tokenizer)
+        reference = generate(model, ids, new_tokens)[0, ids.shape[1] :]
+        for name, fast in ways.items():
+            tokens = generate(model, ids, new_tokens, fast=fast)[0, ids.shape[1] :]
+            equal[name] += int((tokens == reference).sum())
+    return {name: count / (new_tokens * len(PROMPTS)) for name, count in equal.items()}
 
 
 def run_in_fresh_process(fast: bool, small: bool, threads: int) -> dict:
@@ -128,6 +151,7 @@ def main(argv=None) -> int:
         "fp32_final_losses": [reference["train_losses"][-1], reference["val_losses"][-1]],
         "fast_final_losses": [fast_run["train_losses"][-1], fast_run["val_losses"][-1]],
         "fast_path": fast_run["fast_path"],
+        "greedy_agreement_with_fp32": reference["greedy_agreement"],
         "threads": args.threads,
         "small": args.small,
         "load_average_after": os.getloadavg()[0],
@@ -142,6 +166,11 @@ def main(argv=None) -> int:
         f"{100 * results['max_rel_diff_train_loss']:.2f}% (training), {100 * results['max_rel_diff_val_loss']:.2f}% "
         f"(validation); final fp32 {results['fp32_final_losses'][0]:.3f}/{results['fp32_final_losses'][1]:.3f}, "
         f"fast {results['fast_final_losses'][0]:.3f}/{results['fast_final_losses'][1]:.3f}"
+    )
+    agreement = results["greedy_agreement_with_fp32"]
+    print(
+        f"greedy tokens equal to float32's ({len(PROMPTS)} prompts): fast=True {100 * agreement['fast']:.1f}%, "
+        f"bfloat16 forced {100 * agreement['bf16_forced']:.1f}%"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

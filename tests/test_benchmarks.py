@@ -150,3 +150,23 @@ def test_bad_options_are_refused_with_a_message(capsys):
     assert "--steps must be a positive integer, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="qkv_bias=True, tie_embeddings=True"):
         bench_gpt.hf_config(bench_gpt.SMALL.replace(tie_embeddings=False))
+
+
+def test_the_chapter5_benchmark_runs_both_ways_and_compares_the_losses(tmp_path, data_dir):
+    json_path = tmp_path / "chapter5.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_chapter5.py"), "--small", "--rounds", "1", "--json", str(json_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    import json
+
+    report = json.loads(json_path.read_text())
+    assert len(report["chapter5_fp32_seconds"]) == len(report["chapter5_fast_seconds"]) == 1
+    assert report["chapter5_speedup"] > 0 and report["evaluations"] == 2
+    assert report["max_rel_diff_train_loss"] <= 0.02 and report["max_rel_diff_val_loss"] <= 0.02
+    assert set(report["greedy_agreement_with_fp32"]) == {"fast", "bf16_forced"}
+    assert all(0 <= share <= 1 for share in report["greedy_agreement_with_fp32"].values())
+    assert "x faster" in result.stdout and "greedy tokens equal to float32's" in result.stdout
