@@ -279,5 +279,6 @@ def test_inside_keep_freed_memory_a_freed_large_tensor_is_reused_without_new_pag
             pytest.skip("not glibc: keep_freed_memory is a no-op here")
         inside = min(faults_of_a_fresh_64mb_tensor() for _ in range(4))  # once the heap has grown
     outside = faults_of_a_fresh_64mb_tensor()
-    assert outside > 10_000  # 16,384 pages of 4 KB, each zeroed by the kernel on first touch
+    if outside < 10_000:  # not 16,384 pages of 4 KB: huge pages (THP "always"), nothing to compare
+        pytest.skip(f"a fresh 64 MB tensor took only {outside} page faults here (transparent huge pages?)")
     assert inside < 1_000
