@@ -7,7 +7,7 @@ they pay (``book/benchmarks.md`` measures each one):
 * **bfloat16 matrix products** (``torch.autocast``) where the hardware multiplies bfloat16
   natively: a CUDA GPU that supports it, a CPU with AVX512-BF16 or AMX. The weights, their
   gradients and the optimizer's state stay float32 ("fp32 master weights"); only the matrix
-  products' inputs are rounded to bfloat16 (8 bits of mantissa), their sums stay float32. On a
+  products' inputs are rounded to bfloat16 (7 mantissa bits, ~3 digits), their sums stay float32. On a
   CPU without those instructions (AVX2 only, for example) bfloat16 products are emulated and
   run ~100x slower than float32, so there the fast path keeps float32.
 * **The output head and the cross-entropy in one step** (``linear_cross_entropy``): the
