@@ -7,6 +7,8 @@ and a KV cache, which feeds the model only the newest token at each step.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from . import fast as fast_path
@@ -126,14 +128,14 @@ def generate(
     if use_cache and window > model.cfg.context_length:
         raise ValueError(f"context_size {window} exceeds the model's context length {model.cfg.context_length}")
     fast = fast_path.resolve(fast, idx.device)
-    if fast is None:
-        last_logits = lambda tokens, cache: model(tokens, cache)[:, -1, :]
-        return _generate_loop(model, last_logits, idx, max_new_tokens, temperature, top_k, eos_id, use_cache, window)
-    if hasattr(model, "features"):  # a GPTModel: the head for the last position only
+    if fast is not None and hasattr(model, "features"):  # a GPTModel: the head for the last position only
         last_logits = lambda tokens, cache: model.out_head(model.features(tokens, cache)[:, -1, :])
     else:
         last_logits = lambda tokens, cache: model(tokens, cache)[:, -1, :]
-    with fast.autocast(), fast.decoding(model):
+    with contextlib.ExitStack() as settings:
+        if fast is not None:
+            settings.enter_context(fast.autocast())
+            settings.enter_context(fast.decoding(model))
         return _generate_loop(model, last_logits, idx, max_new_tokens, temperature, top_k, eos_id, use_cache, window)
 
 
