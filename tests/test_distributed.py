@@ -99,12 +99,17 @@ def test_two_processes_train_exactly_like_one_with_the_global_batch(tmp_path, ca
     assert "2 process(es) on cpu, 4 steps per epoch, global batch 4" in ddp.stdout
     assert "1 process(es) on cpu, 4 steps per epoch, global batch 4" in single_out
     val_losses = [re.findall(r"Step (\d+)\): .*Val loss (\d+\.\d+)", out) for out in (ddp.stdout, single_out)]
-    assert val_losses[0] == val_losses[1]
+    # The fast path may autocast to bfloat16 (on a CPU that has it): the sums then round differently.
+    tolerance = 2e-3 if fast else 0.0
+    assert [float(loss) for _, loss in val_losses[0]] == pytest.approx(
+        [float(v) for _, v in val_losses[1]], abs=tolerance
+    )
     assert [step for step, _ in val_losses[0]] == ["000000", "000002", "000004", "000006"]
 
     ddp_model, single_model = (restore(tmp_path / name) for name in ("ddp.pth", "single.pth"))
+    close = 1e-3 if fast else 1e-5
     for (name, a), b in zip(ddp_model.named_parameters(), single_model.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(a, b, rtol=close, atol=close, msg=lambda m, name=name: f"{name}: {m}")
     torch.manual_seed(7)
     untrained = GPTModel(single_model.cfg)
     moved = max((a - b).abs().max().item() for a, b in zip(single_model.parameters(), untrained.parameters()))
