@@ -1023,10 +1023,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds the grading of one student may take in all (default: 10 x --timeout, at least 600)",
     )
-    grade.add_argument(
-        "--student", action="append", dest="students", metavar="ID", help="grade only this student (repeatable)"
-    )
-    grade.add_argument("--report-dir", default=None, help="where the outcome report goes (default: reports/)")
+    _add_student_option(grade, "grade only this student (repeatable)")
+    _add_report_dir_option(grade, "where the outcome report goes (default: reports/)")
 
     back = commands.add_parser(
         "feedback",
@@ -1039,10 +1037,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     back.add_argument("assignment", metavar="chNN")
-    back.add_argument(
-        "--student", action="append", dest="students", metavar="ID", help="only this student (repeatable)"
-    )
-    back.add_argument("--report-dir", default=None, help="where the outcome reports are (default: reports/)")
+    _add_student_option(back, "only this student (repeatable)")
+    _add_report_dir_option(back, "where the outcome reports are (default: reports/)")
 
     out = commands.add_parser(
         "export",
@@ -1053,8 +1049,16 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     out.add_argument("--to", default=None, help="the CSV file to write (default: grades.csv)")
-    out.add_argument("--report-dir", default=None, help="where the outcome reports are (default: reports/)")
+    _add_report_dir_option(out, "where the outcome reports are (default: reports/)")
     return parser
+
+
+def _add_student_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--student", action="append", dest="students", metavar="ID", help=help_text)
+
+
+def _add_report_dir_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--report-dir", default=None, help=help_text)
 
 
 def main(argv: list[str] | None = None) -> int:
