@@ -90,6 +90,7 @@ def make_variant_optimizer(model, settings):
 
 
 def variant_train_step(model, optimizer, inputs, targets, fast=None):
+    # fast: what bench_gpt's workers pass, None for the kinds this script allows; tweaks decide here.
     tweaks = model.ab_tweaks
     if not {"fused-loss", "bf16"} & tweaks:
         return _train_step(model, optimizer, inputs, targets)

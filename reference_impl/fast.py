@@ -95,11 +95,14 @@ class FastPath:
                 stack.enter_context(keep_freed_memory())
             yield
 
+    @property
+    def decodes_transposed(self) -> bool:
+        """Whether ``generate`` reads transposed weights: where it pays (CPU, no bfloat16)."""
+        return self.transposed_decoding and self.device_type == "cpu" and not self.bf16
+
     def decoding(self, model: nn.Module):
-        """The generate-wide setting: transposed weights where they pay (CPU, no bfloat16)."""
-        if self.transposed_decoding and self.device_type == "cpu" and not self.bf16:
-            return transposed_linear_weights(model)
-        return contextlib.nullcontext()
+        """The generate-wide setting: transposed weights where they pay."""
+        return transposed_linear_weights(model) if self.decodes_transposed else contextlib.nullcontext()
 
     def describe(self) -> str:
         matmuls = "bfloat16 (autocast)" if self.bf16 else "float32"
@@ -109,8 +112,7 @@ class FastPath:
         parts += [name for flag, name in ((self.fused_loss, "fused head + cross-entropy"),
                                           (self.fused_optimizer, "fused AdamW"),
                                           (self.keep_freed_memory, "freed memory kept"),
-                                          (self.transposed_decoding and self.device_type == "cpu" and not self.bf16,
-                                           "decoding from transposed weights")) if flag]  # fmt: skip
+                                          (self.decodes_transposed, "decoding from transposed weights")) if flag]  # fmt: skip
         return f"fast path on {self.device_type}: " + ", ".join(parts)
 
 
