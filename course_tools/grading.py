@@ -163,7 +163,7 @@ def course_lock(course: Course, wait: bool = True, echo: bool = True):
     handle = open(path, "a+", encoding="utf-8")
     try:
         if not _try_lock(handle):
-            holder = _lock_holder(path)
+            holder = _lock_holder(path, patience_s=2.0)
             if not wait:
                 raise CourseBusy(
                     f"another grading command is running on {course.root} ({holder}); "
@@ -219,12 +219,18 @@ def _unlock(handle) -> None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _lock_holder(path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError:
-        text = ""
-    return text or "its process id is not recorded yet"
+def _lock_holder(path: Path, patience_s: float = 0.0) -> str:
+    """Who holds the lock, as its holder wrote it. A holder writes just after it takes the lock,
+    so an empty file is read again for up to ``patience_s`` seconds before saying so."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError:
+            text = ""
+        if text or time.monotonic() >= deadline:
+            return text or "its process id is not recorded yet"
+        time.sleep(0.05)
 
 
 def find_assignments(source: Path) -> list[str]:
