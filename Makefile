@@ -15,7 +15,7 @@ ifneq ($(wildcard ../shared/data/README.md),)
 export LLM_COURSE_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: test test-fast lint sync notebooks book lab exercises bench clean
+.PHONY: test test-fast lint sync notebooks book lab exercises bench bench-grading sandbox-note clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,9 +27,14 @@ $(STAMP): requirements.txt pyproject.toml
 
 # pytest runs the unit tests under tests/ and executes every notebook under book/ with
 # nbval, comparing each stored output (volatile ones are sanitised, see book/nbval_sanitize.cfg).
-test: $(STAMP) lint
+test: $(STAMP) lint sandbox-note
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 \
 		--nbval-sanitize-with book/nbval_sanitize.cfg tests book
+
+# Grading runs each student's kernel in a bubblewrap sandbox (book/instructor_guide.md):
+# say so when it is missing (the grading tests then skip, and autograde refuses to run).
+sandbox-note:
+	@command -v bwrap >/dev/null || echo "note: bubblewrap (bwrap) is not installed: the grading sandbox tests will be skipped and 'course_tools.grading autograde' will refuse to run; install it with: sudo apt install bubblewrap"
 
 # The package's unit tests and the authoring checks: well under a minute. Leaves out what
 # starts processes or runs notebooks (grading, DDP, benchmarks, nbval).
@@ -69,6 +74,11 @@ bench: $(STAMP)
 	mkdir -p $(BENCH_OUT)
 	$(BIN)/python benchmarks/bench_gpt.py --json $(BENCH_OUT)/bench_gpt.json
 	$(BIN)/python benchmarks/bench_chapter5.py --json $(BENCH_OUT)/bench_chapter5.json
+
+# A class graded one at a time and in parallel, in the sandbox and without (~5 min).
+bench-grading: $(STAMP) sandbox-note
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python benchmarks/bench_grading.py --json $(BENCH_OUT)/bench_grading.json
 
 clean:
 	rm -rf _build $(VENV)

@@ -42,14 +42,22 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # The feedback pages: the scores and the one-line message of each failed check, the
-# grader's outcome on top, and never the source of the hidden checks.
+# grader's outcome on top, and never the source of the hidden checks. The student wrote the
+# notebook: SafeFeedback, last before the exporter, leaves nothing on a page that can run or load
+# anything (only text and real PNG/JPEG images; markdown through an allow-list of HTML).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "course_tools.nbgrader_plugins.HideHiddenChecks",
     "course_tools.nbgrader_plugins.OneLineErrors",
     "course_tools.nbgrader_plugins.OutcomeNote",
+    "course_tools.nbgrader_plugins.SafeFeedback",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+# nbconvert's own sanitizer as well (it cleans outputs; nbgrader's feedback template renders
+# markdown cells without it, hence SafeFeedback), and no file of the grader's machine that a
+# markdown image names is read into a page.
+c.HTMLExporter.sanitize_html = True
+c.HTMLExporter.embed_images = False
 # Late submissions: nbgrader's default is no penalty. To give 0 to a notebook handed in
 # after the due date (nbgrader db assignment add chNN --duedate=...), uncomment:
 # c.LateSubmissionPlugin.penalty_method = "zero"

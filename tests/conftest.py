@@ -1,6 +1,7 @@
 """Test settings: offline always, the course data from ../shared/data when it is there."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,15 @@ def verdict_text(data_dir) -> str:
     from reference_impl.download import read_text
 
     return read_text("the-verdict.txt")
+
+
+# Grading runs each kernel in a bubblewrap sandbox: the tests that grade need it. Without
+# `bwrap` they skip, saying how to get it, except where LLM_COURSE_REQUIRE_SANDBOX is set (CI),
+# where they run and fail.
+requires_sandbox = pytest.mark.skipif(
+    shutil.which("bwrap") is None and not os.environ.get("LLM_COURSE_REQUIRE_SANDBOX"),
+    reason="the grading sandbox needs bubblewrap (bwrap): sudo apt install bubblewrap",
+)
 
 
 # Notebooks inside tests/ are fixtures (e.g. submissions to grade), not notebooks to run.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import requires_sandbox
 
 from course_tools.grading import (
     REPORT_COLUMNS,
@@ -39,6 +40,7 @@ BAD_BATCH_ASSIGNMENT = "ch02"  # its exercises are the ones the bad submissions 
 
 pytestmark = [
     pytest.mark.slow,  # runs nbgrader on whole classes of notebooks: make test runs it, make test-fast does not
+    requires_sandbox,
     pytest.mark.skipif(not ASSIGNMENTS, reason="no assignments under solutions/"),
 ]
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import requires_sandbox
 from test_grading import (
     ROOT,
     batch_rows,
@@ -57,6 +58,7 @@ NOTEBOOK = f"{ASSIGNMENT}_exercises"
 
 pytestmark = [
     pytest.mark.slow,
+    requires_sandbox,
     pytest.mark.skipif(not (ROOT / "solutions" / ASSIGNMENT).is_dir(), reason=f"no solutions/{ASSIGNMENT}"),
 ]
 
