@@ -28,7 +28,16 @@ c.OverwriteCells.add_missing_cells = True
 # authors only: it holds the solutions and the hidden checks, so it never reaches students.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "_src"]
 
-# Grading runs the notebook with the course's guard around each checks cell
+# Grading runs the notebook in a sandbox (course_tools/grading/sandbox.py, bubblewrap): the
+# kernel sees no course folder, no gradebook, no network and none of the grader's
+# environment, and has these limits (per process; disk: its working folder and /tmp each).
+# c.SandboxedKernelManager.memory_mb = 4096
+# c.SandboxedKernelManager.cpu_seconds = 1800   # the batch sets it to --student-timeout
+# c.SandboxedKernelManager.file_mb = 256
+# c.SandboxedKernelManager.disk_mb = 512
+# c.SandboxedKernelManager.open_files = 512
+# c.SandboxedKernelManager.processes = 256
+# And with the course's guard around each checks cell
 # (course_tools/nbgrader_plugins.py): a notebook that rebinds or patches what the checks use
 # gets 0 for those exercises, with an error that says what it changed; and stderr output of
 # a checks cell (a progress bar or a log line of the learner's code) does not cost points.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import requires_sandbox
 
 pytest.importorskip("transformers")
 
@@ -170,3 +171,25 @@ def test_the_chapter5_benchmark_runs_both_ways_and_compares_the_losses(tmp_path,
     assert set(report["greedy_agreement_with_fp32"]) == {"fast", "bf16_forced"}
     assert all(0 <= share <= 1 for share in report["greedy_agreement_with_fp32"].values())
     assert "x faster" in result.stdout and "greedy tokens equal to float32's" in result.stdout
+
+
+@requires_sandbox
+def test_the_grading_benchmark_grades_a_class_every_way_with_the_same_grades(tmp_path):
+    json_path = tmp_path / "grading.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_grading.py"), "--small", "--jobs", "2", "--json", str(json_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    import json
+
+    report = json.loads(json_path.read_text())
+    for key in ("seconds_per_student_jobs1", "seconds_per_student_jobsN", "parallel_speedup", "sandbox_overhead_ratio"):
+        assert report[key] > 0, key
+    assert [run["run"] for run in report["runs"]] == ["jobs1", "jobs2", "unsafe-1", "jobs1-2"]
+    assert [run["sandbox"] for run in report["runs"]] == [True, True, False, True]
+    # the blank notebook gets 0, the solutions full marks, in every run (the script checks they agree)
+    scores = sorted(score for score, _ in report["grades"].values())
+    assert scores[0] == 0 and scores[-1] > 0

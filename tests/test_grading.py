@@ -140,16 +140,22 @@ def gradebook_scores(course: Course, assignment: str) -> dict[str, dict[str, flo
 # ---------------------------------------------------------------------------------------
 
 
+def make_course(root: Path, assignments: list[str] | None = None) -> Course:
+    """A course folder at ``root``: the course's nbgrader_config.py and the sources of
+    ``assignments`` (default: all), generated."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "nbgrader_config.py", root)
+    ignore = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
+    for assignment in assignments or ASSIGNMENTS:
+        shutil.copytree(ROOT / "solutions" / assignment, root / "solutions" / assignment, ignore=ignore)
+    course = Course.at(root)
+    generate(course, assignments)
+    return course
+
+
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Course:
-    root = tmp_path_factory.mktemp("course")
-    shutil.copy(ROOT / "nbgrader_config.py", root)
-    shutil.copytree(
-        ROOT / "solutions", root / "solutions", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
-    )
-    course = Course.at(root)
-    generate(course)
-    return course
+    return make_course(tmp_path_factory.mktemp("course"))
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

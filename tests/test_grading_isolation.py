@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import csv
 import os
-import shutil
 import socket
 import threading
 import time
@@ -31,7 +30,7 @@ import nbformat
 import psutil
 import pytest
 from conftest import requires_sandbox
-from test_grading import exercises_of, gradebook_scores, solve_exercises, submit
+from test_grading import exercises_of, gradebook_scores, make_course, solve_exercises, submit
 
 import course_tools
 from course_tools.grading import (
@@ -41,7 +40,6 @@ from course_tools.grading import (
     autograde,
     export,
     feedback,
-    generate,
     main,
     sandbox,
     sha256_tree,
@@ -201,16 +199,7 @@ def parse(page: Path) -> _Text:
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Course:
-    root = tmp_path_factory.mktemp("hostile")
-    shutil.copy(ROOT / "nbgrader_config.py", root)
-    shutil.copytree(
-        ROOT / "solutions" / ASSIGNMENT,
-        root / "solutions" / ASSIGNMENT,
-        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
-    )
-    course = Course.at(root)
-    generate(course, [ASSIGNMENT])
-    return course
+    return make_course(tmp_path_factory.mktemp("hostile"), [ASSIGNMENT])
 
 
 class Listener:
@@ -397,11 +386,7 @@ def test_the_batch_ran_two_at_a_time_and_said_so(batch):
 
 def test_unsandboxed_grading_stops_at_the_student_who_changed_the_course(tmp_path):
     root = tmp_path / "unsafe"
-    root.mkdir()
-    shutil.copy(ROOT / "nbgrader_config.py", root)
-    shutil.copytree(ROOT / "solutions" / "ch02", root / "solutions" / "ch02", ignore=shutil.ignore_patterns("_src"))
-    course = Course.at(root)
-    generate(course, ["ch02"])
+    course = make_course(root, ["ch02"])
     release = nbformat.read(course.release / "ch02" / "ch02_exercises.ipynb", as_version=4)
     victim = course.source / "ch02" / "ch02_exercises.ipynb"
     attacker = copy.deepcopy(release)
@@ -462,11 +447,7 @@ def test_feedback_and_export_refuse_a_grade_changed_after_grading(course, batch,
 
 def test_two_at_a_time_gives_the_grades_of_one_at_a_time(tmp_path):
     root = tmp_path / "parallel"
-    root.mkdir()
-    shutil.copy(ROOT / "nbgrader_config.py", root)
-    shutil.copytree(ROOT / "solutions" / "ch02", root / "solutions" / "ch02", ignore=shutil.ignore_patterns("_src"))
-    course = Course.at(root)
-    generate(course, ["ch02"])
+    course = make_course(root, ["ch02"])
     release = nbformat.read(course.release / "ch02" / "ch02_exercises.ipynb", as_version=4)
     source = nbformat.read(course.source / "ch02" / "ch02_exercises.ipynb", as_version=4)
     count = len(exercises_of(source))

@@ -18,7 +18,6 @@ import fcntl
 import functools
 import os
 import re
-import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -33,6 +32,7 @@ from test_grading import (
     cell_by_id,
     exercises_of,
     gradebook_scores,
+    make_course,
     nbgrader_meta,
     small_release_notebook,
     solve_exercises,
@@ -47,7 +47,6 @@ from course_tools.grading import (
     explain_lost_points,
     export,
     feedback,
-    generate,
     main,
     remove_duplicated_cells,
 )
@@ -70,16 +69,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Course:
-    root = tmp_path_factory.mktemp("trust")
-    shutil.copy(ROOT / "nbgrader_config.py", root)
-    shutil.copytree(
-        ROOT / "solutions" / ASSIGNMENT,
-        root / "solutions" / ASSIGNMENT,
-        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
-    )
-    course = Course.at(root)
-    generate(course, [ASSIGNMENT])
-    return course
+    return make_course(tmp_path_factory.mktemp("trust"), [ASSIGNMENT])
 
 
 @pytest.fixture(scope="module")
