@@ -161,6 +161,7 @@ def attacks(course: Course, listener_port: int, home_marker: Path) -> dict[str, 
 
 
 HONEST = ("a_honest", "h_honest")
+LINKER = "i_link"  # an honest notebook, and a link to a file of the grader's in the folder
 
 
 class _Text(HTMLParser):
@@ -252,6 +253,11 @@ def batch(course, tmp_path_factory):
     attack_code = attacks(course, listener.port, home_marker)
     for student in HONEST:
         submit(course, student, ASSIGNMENT, {f"{NOTEBOOK}.ipynb": full})
+    # a link in a submission: nbgrader would copy what it points to into the graded folder
+    secret_file = tmp_path_factory.mktemp("instructor") / "id_rsa"
+    secret_file.write_text(SECRET)
+    submit(course, LINKER, ASSIGNMENT, {f"{NOTEBOOK}.ipynb": full})
+    (course.submitted / LINKER / ASSIGNMENT / "notes.txt").symlink_to(secret_file)
     for student, code in attack_code.items():
         notebook = copy.deepcopy(full)
         cell = nbformat.v4.new_code_cell(code)
@@ -374,8 +380,16 @@ def test_memory_disk_and_processes_are_limited(course, batch):
     assert forked < 400
 
 
+def test_a_link_in_a_submission_is_left_out_and_reported(course, batch):
+    outcome = batch["outcomes"][LINKER]
+    assert (outcome.status, outcome.score) == ("unsafe file", batch["total"])
+    assert "notes.txt: not a plain file or folder (a link?), left out of the grading" in outcome.explanation
+    assert not (course.autograded / LINKER / ASSIGNMENT / "notes.txt").exists()
+    assert SECRET not in batch["pages"][LINKER].read_text(encoding="utf-8")
+
+
 def test_the_batch_ran_two_at_a_time_and_said_so(batch):
-    assert len(batch["outcomes"]) == len(batch["students"])
+    assert len(batch["outcomes"]) == len(batch["students"]) + 1  # and the student with a link
     assert all(outcome.sandboxed for outcome in batch["outcomes"].values())
 
 
