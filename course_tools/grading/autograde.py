@@ -64,11 +64,16 @@ class Settings:
     sandbox: bool = True
     jobs: int = 1
 
-    def nbgrader_options(self) -> list[str]:
+    def nbgrader_options(self, scratch: Path) -> list[str]:
+        """nbgrader's options for one student; ``scratch``: a folder for the sandbox's
+        connection files, removed by the caller even when the grading is killed."""
         options = [f"--Execute.timeout={self.timeout}"]
         if self.sandbox:
-            # no process of the kernel may use more CPU time than the whole grading may take
-            options.append(f"--SandboxedKernelManager.cpu_seconds={int(self.student_timeout)}")
+            # a backstop: no process of the kernel may use more CPU time than the whole
+            # grading could, on every core (the wall-clock limit stops it first)
+            cpu_seconds = int(self.student_timeout * (os.cpu_count() or 1))
+            options.append(f"--SandboxedKernelManager.cpu_seconds={cpu_seconds}")
+            options.append(f"--SandboxedKernelManager.scratch_root={scratch}")
         else:
             options.append("--SandboxedKernelManager.enabled=False")
         return options
@@ -302,8 +307,12 @@ def grade_student(course: Course, assignment: str, student: str, released: Relea
     restored = inspect_submission(submission, released, outcome)
 
     log_path = report_dir / "logs" / assignment / f"{student}.log"
-    args = ["autograde", assignment, "--student", student, "--force", *settings.nbgrader_options()]
-    with tempfile.TemporaryDirectory(prefix="submitted-") as staging:
+    args = ["autograde", assignment, "--student", student, "--force"]
+    with (
+        tempfile.TemporaryDirectory(prefix="submitted-") as staging,
+        tempfile.TemporaryDirectory(prefix="sandbox-") as scratch,
+    ):
+        args += settings.nbgrader_options(Path(scratch))
         if restored or unsafe:  # grade a repaired copy; the submission stays as it is
             copy = Path(staging) / student / assignment
             shutil.copytree(submission, copy, symlinks=True, ignore=lambda folder, names: _unsafe_names(folder, names))
