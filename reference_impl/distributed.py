@@ -17,6 +17,7 @@ only rank 0 evaluates, prints, shows the progress bar and saves the checkpoint.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 from pathlib import Path
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from .data import GPTDatasetV1
+from .fast import FastPath
 from .model import GPTConfig, GPTModel
 from .train import save_checkpoint, train_model_simple
 
@@ -149,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--fast", action="store_true", help="the fast path (reference_impl.fast): bfloat16 where native, fused loss..."
     )
     train.add_argument(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="with --fast: bfloat16 autocast where the device has it natively (auto), always (on: emulated, "
+        "slow, where it has not), or never (off) (default: auto)",
+    )
+    train.add_argument(
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT_S,
@@ -170,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 0 < args.train_ratio < 1:
         parser.error(f"--train-ratio must be between 0 and 1, got {args.train_ratio}")
+    if args.bf16 != "auto" and not args.fast:
+        parser.error("--bf16 chooses the fast path's precision: add --fast")
     ctx = setup_distributed(timeout_s=args.timeout)
     try:
         _train(args, ctx)
@@ -212,11 +223,21 @@ def _train(args: argparse.Namespace, ctx: DistributedContext) -> None:
         start_context=args.start_context, tokenizer=tokenizer,
         warmup_steps=args.warmup_steps, initial_lr=args.initial_lr, min_lr=args.min_lr,
         cosine_decay=args.cosine_decay, grad_clip=args.grad_clip, show_progress=not args.no_progress,
-        fast=args.fast,
+        fast=_fast_path(args, ctx.device),
     )  # fmt: skip
     if ctx.is_main and args.save:
         save_checkpoint(args.save, model, optimizer, cfg=cfg, epochs=args.epochs)
         print(f"checkpoint saved to {args.save}")
+
+
+def _fast_path(args: argparse.Namespace, device: torch.device) -> FastPath | None:
+    """The fast path ``--fast`` and ``--bf16`` ask for (None without --fast)."""
+    if not args.fast:
+        return None
+    chosen = FastPath.for_device(device)
+    if args.bf16 != "auto":
+        chosen = dataclasses.replace(chosen, bf16=args.bf16 == "on")
+    return chosen
 
 
 def _model_config(args: argparse.Namespace, vocab_size: int) -> GPTConfig:

@@ -71,7 +71,11 @@ def free_port() -> int:
 
 @pytest.mark.slow  # starts three Python processes that import torch
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
-@pytest.mark.parametrize("fast", [[], ["--fast"]], ids=["float32", "fast path"])
+@pytest.mark.parametrize(
+    "fast",
+    [[], ["--fast", "--bf16", "off"], ["--fast", "--bf16", "on"]],
+    ids=["float32", "fast path, float32", "fast path, bfloat16 forced"],
+)
 def test_two_processes_train_exactly_like_one_with_the_global_batch(tmp_path, capsys, fast):
     text_file = tmp_path / "text.txt"
     text_file.write_text(TEXT, encoding="utf-8")
@@ -99,17 +103,33 @@ def test_two_processes_train_exactly_like_one_with_the_global_batch(tmp_path, ca
     assert "2 process(es) on cpu, 4 steps per epoch, global batch 4" in ddp.stdout
     assert "1 process(es) on cpu, 4 steps per epoch, global batch 4" in single_out
     val_losses = [re.findall(r"Step (\d+)\): .*Val loss (\d+\.\d+)", out) for out in (ddp.stdout, single_out)]
-    # The fast path may autocast to bfloat16 (on a CPU that has it): the sums then round differently.
-    tolerance = 2e-3 if fast else 0.0
+    # In float32 the two runs differ only in the order of their sums. In bfloat16 every product
+    # is rounded to 8 bits of mantissa, at different places in each run: the losses agree to
+    # bfloat16's precision, not exactly. (Forced here, so that every CPU tests that branch:
+    # emulated where the CPU has no bfloat16, slow but tiny.)
+    bf16 = "on" in fast
+    tolerance = 2e-3 if bf16 else 0.0
     assert [float(loss) for _, loss in val_losses[0]] == pytest.approx(
         [float(v) for _, v in val_losses[1]], abs=tolerance
     )
     assert [step for step, _ in val_losses[0]] == ["000000", "000002", "000004", "000006"]
 
     ddp_model, single_model = (restore(tmp_path / name) for name in ("ddp.pth", "single.pth"))
-    close = 1e-3 if fast else 1e-5
-    for (name, a), b in zip(ddp_model.named_parameters(), single_model.parameters()):
-        torch.testing.assert_close(a, b, rtol=close, atol=close, msg=lambda m, name=name: f"{name}: {m}")
+    params = list(zip(ddp_model.named_parameters(), single_model.parameters()))
+    if bf16:
+        # AdamW divides each element's step by its gradient's running size: an element whose true
+        # gradient is within bfloat16's rounding of zero (an output row of a token the text never
+        # shows) takes steps of about the learning rate whose sign is the rounding's, differently in
+        # each run. So: nearly every element agrees to 1e-3, and none differs by more than the
+        # 8 steps of at most ~lr each could make it.
+        steps, lr = 8, 1e-2
+        for (name, a), b in params:
+            close = (a - b).abs() <= 1e-3 + 1e-3 * b.abs()
+            assert close.float().mean() >= 0.99, f"{name}: only {close.float().mean():.2%} of the elements agree"
+            assert (a - b).abs().max() <= 2 * steps * lr, name
+    else:
+        for (name, a), b in params:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
     torch.manual_seed(7)
     untrained = GPTModel(single_model.cfg)
     moved = max((a - b).abs().max().item() for a, b in zip(single_model.parameters(), untrained.parameters()))
